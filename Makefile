@@ -1,0 +1,62 @@
+# learn2confuse - build, test, run.
+#   make            build examples, tools and tests
+#   make run        poison MNIST with the defaults and evaluate the poison (the main job)
+#   make train      train the reference CNN on clean MNIST
+#   make test       build and run the test suite
+#   make bench      speed figures (tools/bench)
+#   make experiment the epsilon / fraction / targeted studies (long)
+# Variables: CC=gcc|clang|tcc, OPENMP=0 to build without OpenMP, SAN=1 for address+undefined sanitizers.
+
+CC ?= cc
+OPENMP ?= 1
+SAN ?= 0
+WARN := -std=c99 -Wall -Wextra -Wpedantic -Werror
+OPT ?= -O3 -march=native
+LDLIBS := -lm
+
+ifeq ($(notdir $(CC)),tcc)
+  OPENMP := 0
+  OPT := -O2
+endif
+ifeq ($(OPENMP),1)
+  OPT += -fopenmp
+endif
+ifeq ($(SAN),1)
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all $(filter -fopenmp,$(OPT))
+endif
+CFLAGS := $(WARN) $(OPT) -I.
+
+BUILD := build
+MNIST := $(BUILD)/mnist
+MNIST_FILES := $(MNIST)/train-images-idx3-ubyte $(MNIST)/train-labels-idx1-ubyte \
+               $(MNIST)/t10k-images-idx3-ubyte $(MNIST)/t10k-labels-idx1-ubyte
+EXAMPLES := $(BUILD)/train_mnist $(BUILD)/poison_mnist $(BUILD)/eval_mnist
+TOOLS := $(BUILD)/idx2png $(BUILD)/confusion2png $(BUILD)/bench
+TESTS := $(BUILD)/test_main
+
+.PHONY: all test run train bench experiment data clean
+all: $(EXAMPLES) $(TOOLS) $(TESTS)
+
+$(BUILD):
+	mkdir -p $(BUILD) $(MNIST)
+
+# MNIST ships gzipped in data/; unpack on demand (gzip only, no other tool).
+$(MNIST)/%: data/%.gz | $(BUILD)
+	gzip -dc $< > $@.tmp && mv $@.tmp $@
+data: $(MNIST_FILES)
+
+$(BUILD)/%: examples/%.c learn2confuse.h | $(BUILD)
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+$(BUILD)/%: tools/%.c learn2confuse.h | $(BUILD)
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+$(BUILD)/test_main: tests/*.c tests/*.h learn2confuse.h | $(BUILD)
+	$(CC) $(CFLAGS) tests/test_main.c -o $@ $(LDLIBS)
+
+test: $(TESTS)
+	./$(BUILD)/test_main
+
+train: $(BUILD)/train_mnist data
+	./$(BUILD)/train_mnist --data $(MNIST) --epochs 2
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,2437 @@
+/* learn2confuse.h - v0.1.0 - training-time adversarial data (DeepConfuse) in one C99 header.
+
+   A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
+   added to each training image, makes classifiers trained on the perturbed set fail on clean data
+   (Feng, Cai, Zhou, "Learning to Confuse", NeurIPS 2019). It carries its own small deep-learning
+   engine: tensors, reverse-mode autograd, conv / dense / transposed-conv layers, batch norm, pooling,
+   SGD and Adam, IDX (MNIST) file I/O and model checkpoints. Only libc and libm; OpenMP optional.
+
+   USAGE
+       Do this in *one* C file:
+           #define L2C_IMPLEMENTATION
+           #include "learn2confuse.h"
+       Every other file just includes the header. Compile with -O3 (and -march=native for speed);
+       add -fopenmp to use several cores. Link with -lm.
+
+   OPTIONS (define before including)
+       L2C_STATIC          give every function internal linkage (private copy per C file)
+       L2C_MALLOC(n)       allocator (default malloc); L2C_REALLOC(p,n), L2C_FREE(p) likewise
+       L2C_ASSERT(x)       internal invariant check (default assert)
+
+   CONTENTS
+       1. Errors and threads       l2c_error, l2c_set_threads
+       2. Random numbers           l2c_rng
+       3. Tensors and the tape     l2c_tensor, l2c_tape, l2c_backward
+       4. Operations               l2c_dense, l2c_conv2d, l2c_deconv2d, l2c_batchnorm, l2c_relu, ...
+       5. Models                   sequential layer lists, init, copy, save / load
+       6. Optimisers               SGD (momentum, weight decay), Adam (AMSGrad)
+       7. Data                     IDX files, data sets, mini-batches
+       8. Kernels                  l2c_gemm, im2col / col2im (the only heavy arithmetic)
+       9. The attack               DeepConfuse generator-victim training, poison release
+
+   ERRORS
+       Functions that can fail return an int status (0 = success, negative = L2C_E* code) or NULL,
+       and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
+
+   LICENSE: MIT or public domain, your choice; see the end of the file.
+*/
+#ifndef L2C_INCLUDE_LEARN2CONFUSE_H
+#define L2C_INCLUDE_LEARN2CONFUSE_H
+
+#define L2C_VERSION_MAJOR 0
+#define L2C_VERSION_MINOR 1
+#define L2C_VERSION_PATCH 0
+#define L2C_VERSION "0.1.0"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef L2C_STATIC
+#define L2C_API static
+#else
+#define L2C_API extern
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ================================================================================================
+   1. ERRORS AND THREADS
+   ================================================================================================ */
+
+enum {
+    L2C_OK = 0,
+    L2C_EINVAL = -1,   /* an impossible argument or shape */
+    L2C_ENOMEM = -2,   /* allocation failed */
+    L2C_EIO = -3,      /* a file could not be opened, read or written */
+    L2C_EFORMAT = -4,  /* a file's contents are malformed, truncated or do not match */
+    L2C_ENAN = -5      /* a NaN or infinity appeared where a finite number is required */
+};
+
+/* The message of the most recent failure (never NULL; "" when none). Not thread-safe: one
+   process-wide buffer, meant for the thread that drives training. */
+L2C_API const char *l2c_error(void);
+/* Clears the message. */
+L2C_API void l2c_clear_error(void);
+/* Uses n threads for the kernels when compiled with OpenMP (n <= 0: the OpenMP default, which
+   follows OMP_NUM_THREADS). Without OpenMP this does nothing. Returns the count now in effect. */
+L2C_API int l2c_set_threads(int n);
+L2C_API int l2c_get_threads(void);
+/* Seconds on a monotonic clock, for timing: omp_get_wtime() under OpenMP, else clock(), which for a
+   single-threaded process is wall time (C99 has no portable wall clock finer than a second). */
+L2C_API double l2c_seconds(void);
+
+/* ================================================================================================
+   2. RANDOM NUMBERS
+   A portable generator (splitmix64 seeding a xoshiro128+-style state): the same seed gives the same
+   numbers on every platform and compiler.
+   ================================================================================================ */
+
+typedef struct l2c_rng { uint64_t s[2]; } l2c_rng;
+
+L2C_API void     l2c_rng_seed(l2c_rng *rng, uint64_t seed);
+L2C_API uint32_t l2c_rng_u32(l2c_rng *rng);
+/* Uniform in [0, 1) with 24 random bits. */
+L2C_API float    l2c_rng_uniform(l2c_rng *rng);
+/* Uniform integer in [0, n) without modulo bias (n >= 1). */
+L2C_API uint32_t l2c_rng_below(l2c_rng *rng, uint32_t n);
+
+/* ================================================================================================
+   3. TENSORS AND THE TAPE
+   A tensor is a float32 array of shape N x C x H x W (row-major, W fastest); lower-rank tensors set
+   the trailing sizes to 1 (a batch of vectors is N x C x 1 x 1). `grad`, when not NULL, receives
+   gradients: backward passes *accumulate* into it.
+
+   A tape records operations as they run and replays them in reverse in l2c_backward. Every tensor an
+   operation returns lives in the tape's arena until l2c_tape_reset, which forgets the operations but
+   keeps the memory: after the first training step a tape allocates nothing more.
+   ================================================================================================ */
+
+typedef struct l2c_tensor {
+    int n, c, h, w;
+    float *data;
+    float *grad;   /* NULL: no gradient wanted for this tensor */
+} l2c_tensor;
+
+typedef struct l2c_tape l2c_tape;
+
+/* Number of elements n*c*h*w. */
+L2C_API size_t l2c_tensor_size(const l2c_tensor *t);
+/* A heap tensor owning its data (zeroed) and, if with_grad, a zeroed grad. NULL on failure. */
+L2C_API l2c_tensor *l2c_tensor_new(int n, int c, int h, int w, int with_grad);
+L2C_API void l2c_tensor_free(l2c_tensor *t);
+
+L2C_API l2c_tape *l2c_tape_new(void);
+L2C_API void l2c_tape_free(l2c_tape *tape);
+/* Forgets every recorded operation and tensor; the arena memory is kept for reuse. */
+L2C_API void l2c_tape_reset(l2c_tape *tape);
+/* Bytes the tape's arena holds (grows during the first steps, then stays put). */
+L2C_API size_t l2c_tape_bytes(const l2c_tape *tape);
+/* A tensor in the tape's arena (data uninitialised unless `data` is given, copied in). With
+   with_grad it gets a zeroed gradient, so l2c_backward will leave d(loss)/d(tensor) there: this is
+   how input gradients are obtained. NULL on failure (message in l2c_error). */
+L2C_API l2c_tensor *l2c_tape_input(l2c_tape *tape, int n, int c, int h, int w, const float *data,
+                                   int with_grad);
+/* Back-propagates from a scalar (1x1x1x1) tensor: d(out)/d(out) = 1. */
+L2C_API int l2c_backward(l2c_tape *tape, l2c_tensor *out);
+/* Back-propagates from any tensor with a given seed gradient d(objective)/d(out) (same size as out).
+   Used by the attack to push a hypergradient through the generator. */
+L2C_API int l2c_backward_from(l2c_tape *tape, l2c_tensor *out, const float *seed);
+/* Makes operations recorded from now on skip gradients of parameters (tensors not created by the
+   tape); input gradients still flow. Saves a third of the work when only d/d(input) is wanted. */
+L2C_API void l2c_tape_param_grads(l2c_tape *tape, int enabled);
+
+/* ================================================================================================
+   4. OPERATIONS
+   Each records itself on the tape and returns its output (in the tape arena), or NULL with a
+   message on a shape mismatch or an impossible argument. Inputs may be parameters (owned by a model)
+   or earlier outputs. Gradients flow to every input whose grad is not NULL.
+   ================================================================================================ */
+
+/* y = x W^T + b. x: N x IN (any C,H,W flattened), W: OUT x IN (n=OUT, c=IN), b: OUT (or NULL). */
+L2C_API l2c_tensor *l2c_dense(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b);
+/* 2-D convolution (cross-correlation, as PyTorch). W: OUT x IN x K x K, b: OUT (or NULL).
+   Output H = (H + 2*pad - K) / stride + 1. */
+L2C_API l2c_tensor *l2c_conv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b,
+                               int stride, int pad);
+/* Transposed convolution (PyTorch ConvTranspose2d). W: IN x OUT x K x K, b: OUT (or NULL).
+   Output H = (H - 1) * stride - 2*pad + K. */
+L2C_API l2c_tensor *l2c_deconv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b,
+                                 int stride, int pad);
+/* Batch normalisation over N (and H, W) per channel. mode L2C_TRAIN normalises with the batch
+   statistics and updates running_mean/var (momentum, unbiased variance, as PyTorch);
+   L2C_TRAIN_FROZEN_STATS uses batch statistics without touching the running ones (a look-ahead);
+   L2C_EVAL uses the running statistics. gamma, beta: C (affine). */
+enum { L2C_EVAL = 0, L2C_TRAIN = 1, L2C_TRAIN_FROZEN_STATS = 2 };
+L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma, l2c_tensor *beta,
+                                  float *running_mean, float *running_var, int mode,
+                                  float momentum, float eps);
+L2C_API l2c_tensor *l2c_relu(l2c_tape *t, l2c_tensor *x);
+L2C_API l2c_tensor *l2c_tanh(l2c_tape *t, l2c_tensor *x);
+/* Max / average pooling with a k x k window and the given stride, no padding (floor division). */
+L2C_API l2c_tensor *l2c_maxpool(l2c_tape *t, l2c_tensor *x, int k, int stride);
+L2C_API l2c_tensor *l2c_avgpool(l2c_tape *t, l2c_tensor *x, int k, int stride);
+/* Same data, new shape (element counts must agree). Flatten is reshape to N x (C*H*W) x 1 x 1. */
+L2C_API l2c_tensor *l2c_reshape(l2c_tape *t, l2c_tensor *x, int n, int c, int h, int w);
+L2C_API l2c_tensor *l2c_flatten(l2c_tape *t, l2c_tensor *x);
+/* Element-wise a + b (same shape) and s * x. */
+L2C_API l2c_tensor *l2c_add(l2c_tape *t, l2c_tensor *a, l2c_tensor *b);
+L2C_API l2c_tensor *l2c_scale(l2c_tape *t, l2c_tensor *x, float s);
+/* min(max(x, lo), hi); the gradient passes where lo < x < hi. */
+L2C_API l2c_tensor *l2c_clamp(l2c_tape *t, l2c_tensor *x, float lo, float hi);
+/* Mean softmax cross-entropy over the batch: logits N x K, labels[i] in [0, K). With label_map
+   (K entries, or NULL for identity) sample i is scored against label_map[labels[i]]. Returns a
+   1x1x1x1 tensor. */
+L2C_API l2c_tensor *l2c_softmax_xent(l2c_tape *t, l2c_tensor *logits, const uint8_t *labels,
+                                     const int *label_map);
+
+/* ================================================================================================
+   5. MODELS
+   A model is a sequential list of layers over a fixed input shape. All parameters live in one
+   contiguous array (and their gradients in another), batch-norm running statistics in a third, so
+   copying a model, an optimiser step and a checkpoint are each one flat loop.
+   ================================================================================================ */
+
+enum {
+    L2C_LAYER_DENSE, L2C_LAYER_CONV, L2C_LAYER_DECONV, L2C_LAYER_BATCHNORM, L2C_LAYER_RELU,
+    L2C_LAYER_TANH, L2C_LAYER_MAXPOOL, L2C_LAYER_AVGPOOL, L2C_LAYER_FLATTEN
+};
+
+typedef struct l2c_layer {
+    int type;
+    int k, stride, pad;           /* conv / deconv / pooling */
+    int in_c, in_h, in_w;         /* input shape of one sample */
+    int out_c, out_h, out_w;      /* output shape of one sample */
+    size_t weight, bias;          /* offsets into params (bias: (size_t)-1 if none) */
+    size_t weight_size;
+    size_t running;               /* batch norm: offset of running mean (var follows) in buffers */
+} l2c_layer;
+
+#define L2C_MAX_LAYERS 64
+
+typedef struct l2c_model {
+    int in_c, in_h, in_w;
+    int nlayers;
+    l2c_layer layers[L2C_MAX_LAYERS];
+    size_t nparams, nbuffers;
+    float *params;   /* all weights and biases, layer by layer */
+    float *grads;    /* same layout as params; accumulated by l2c_backward */
+    float *buffers;  /* batch-norm running mean and variance */
+    float bn_momentum, bn_eps;   /* 0.1, 1e-5 */
+} l2c_model;
+
+/* A model taking samples of shape c x h x w. Add layers, then call l2c_model_init. */
+L2C_API l2c_model *l2c_model_new(int c, int h, int w);
+L2C_API void l2c_model_free(l2c_model *m);
+/* Each appends a layer fed by the previous one's output; return 0 or a negative code (bad shape). */
+L2C_API int l2c_model_dense(l2c_model *m, int out);
+L2C_API int l2c_model_conv(l2c_model *m, int out_c, int k, int stride, int pad);
+L2C_API int l2c_model_deconv(l2c_model *m, int out_c, int k, int stride, int pad);
+L2C_API int l2c_model_batchnorm(l2c_model *m);
+L2C_API int l2c_model_relu(l2c_model *m);
+L2C_API int l2c_model_tanh(l2c_model *m);
+L2C_API int l2c_model_maxpool(l2c_model *m, int k, int stride);
+L2C_API int l2c_model_avgpool(l2c_model *m, int k, int stride);
+L2C_API int l2c_model_flatten(l2c_model *m);
+/* PyTorch-default initialisation from `seed`: weights Kaiming-uniform (a = sqrt 5, i.e.
+   U(+-1/sqrt(fan_in))), biases U(+-1/sqrt(fan_in)), BN gamma 1, beta 0, running mean 0, var 1.
+   Zeroes the gradients. */
+L2C_API void l2c_model_init(l2c_model *m, uint64_t seed);
+/* Output shape of one sample. */
+L2C_API void l2c_model_output_shape(const l2c_model *m, int *c, int *h, int *w);
+/* Runs the layers on x (N x in_c x in_h x in_w) in mode L2C_EVAL, L2C_TRAIN or
+   L2C_TRAIN_FROZEN_STATS (batch norm only differs). NULL on a shape mismatch. */
+L2C_API l2c_tensor *l2c_model_forward(l2c_tape *t, l2c_model *m, l2c_tensor *x, int mode);
+L2C_API void l2c_model_zero_grad(l2c_model *m);
+/* Class predictions (argmax of the outputs, eval mode) for n samples x (n x C x H x W floats),
+   computed in batches of `batch` on the given tape (reset before and after). */
+L2C_API int l2c_model_predict(l2c_model *m, l2c_tape *t, const float *x, int n, int batch,
+                              uint8_t *pred);
+/* Copies parameters and buffers of src into dst (same architecture, else L2C_EINVAL). */
+L2C_API int l2c_model_copy(l2c_model *dst, const l2c_model *src);
+/* A new model with the same layers and state as src (NULL on failure). */
+L2C_API l2c_model *l2c_model_clone(const l2c_model *src);
+/* Whether a and b have the same layers and shapes. */
+L2C_API int l2c_model_same_arch(const l2c_model *a, const l2c_model *b);
+/* Checkpoint: magic, version, architecture, parameters, buffers and a checksum, written atomically
+   (temporary file + rename). Load refuses a file of another architecture, a truncated or corrupted
+   one, leaving the model untouched. */
+L2C_API int l2c_model_save(const l2c_model *m, const char *path);
+L2C_API int l2c_model_load(l2c_model *m, const char *path);
+
+/* ================================================================================================
+   6. OPTIMISERS
+   Both update model->params from model->grads (one flat loop) and own their state.
+   ================================================================================================ */
+
+typedef struct l2c_sgd {
+    float lr, momentum, weight_decay;
+    size_t n;
+    float *velocity;   /* NULL until momentum is used */
+} l2c_sgd;
+
+typedef struct l2c_adam {
+    float lr, beta1, beta2, eps, weight_decay;
+    int amsgrad;
+    long step;
+    size_t n;
+    float *m, *v, *vmax;
+} l2c_adam;
+
+L2C_API int  l2c_sgd_init(l2c_sgd *opt, const l2c_model *m, float lr, float momentum,
+                          float weight_decay);
+L2C_API void l2c_sgd_step(l2c_sgd *opt, l2c_model *m);
+L2C_API void l2c_sgd_free(l2c_sgd *opt);
+/* Adam with PyTorch's update rule (bias-corrected); amsgrad keeps the running max of v. */
+L2C_API int  l2c_adam_init(l2c_adam *opt, const l2c_model *m, float lr, float beta1, float beta2,
+                           float eps, int amsgrad);
+L2C_API void l2c_adam_step(l2c_adam *opt, l2c_model *m);
+L2C_API void l2c_adam_free(l2c_adam *opt);
+/* Optimiser state to and from a file (atomic; checked like a model checkpoint). */
+L2C_API int  l2c_adam_save(const l2c_adam *opt, const char *path);
+L2C_API int  l2c_adam_load(l2c_adam *opt, const char *path);
+
+/* ================================================================================================
+   7. DATA
+   IDX is MNIST's format: big-endian magic 0x0000TTDD (TT = 0x08 for uint8, DD = number of
+   dimensions), DD big-endian uint32 sizes, then the data. Only uint8 files are supported.
+   ================================================================================================ */
+
+typedef struct l2c_idx {
+    int ndim;          /* 1 to 4 */
+    int dims[4];
+    size_t count;      /* product of dims */
+    uint8_t *data;
+} l2c_idx;
+
+/* Reads a whole uint8 IDX file, checking the magic, the dimensions and the file length against the
+   header (a header that claims more data than the file holds is refused before any allocation). */
+L2C_API int  l2c_idx_read(const char *path, l2c_idx *out);
+/* Writes atomically (temporary file + rename). */
+L2C_API int  l2c_idx_write(const char *path, const l2c_idx *idx);
+L2C_API void l2c_idx_free(l2c_idx *idx);
+/* Writes n bytes to path atomically: a temporary file beside it, flushed, then renamed over it. */
+L2C_API int  l2c_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* Images (N x C x H x W uint8) and labels paired and checked. */
+typedef struct l2c_dataset {
+    int n, c, h, w;
+    int nclasses;
+    uint8_t *images;
+    uint8_t *labels;
+} l2c_dataset;
+
+/* Loads an image IDX file (N x H x W, or N x C x H x W) and a label file (N), checking that the
+   counts agree and every label is below nclasses. */
+L2C_API int  l2c_dataset_load(l2c_dataset *ds, const char *images_path, const char *labels_path,
+                              int nclasses);
+/* Writes the images and labels as two IDX files (atomically, images first). */
+L2C_API int  l2c_dataset_save(const l2c_dataset *ds, const char *images_path,
+                              const char *labels_path);
+L2C_API void l2c_dataset_free(l2c_dataset *ds);
+/* Copies samples idx[0..count) into x (count x C x H x W floats scaled to [0,1]) and labels. */
+L2C_API void l2c_dataset_gather(const l2c_dataset *ds, const int *idx, int count, float *x,
+                                uint8_t *labels);
+
+/* Mini-batch order: a permutation of 0..n-1, reshuffled (Fisher-Yates, seeded) every epoch. */
+typedef struct l2c_batcher {
+    int n, batch, pos;
+    int *order;
+    l2c_rng rng;
+    int shuffle;
+} l2c_batcher;
+
+L2C_API int  l2c_batcher_init(l2c_batcher *b, int n, int batch, int shuffle, uint64_t seed);
+/* Next batch of indices: *idx points into the order, returns its size (the last batch of an
+   epoch may be smaller), or 0 at the end of an epoch (the next call starts a new, reshuffled one). */
+L2C_API int  l2c_batcher_next(l2c_batcher *b, const int **idx);
+L2C_API void l2c_batcher_free(l2c_batcher *b);
+
+/* ================================================================================================
+   8. KERNELS
+   All heavy arithmetic goes through these; they know nothing of tensors or autograd.
+   ================================================================================================ */
+
+/* C[MxN] = alpha * op(A) * op(B) + beta * C, row-major; op(A) is A (M x K, row stride lda) or,
+   with transA, the transpose of A stored K x M. Likewise B. beta == 0 overwrites C. */
+L2C_API void l2c_gemm(int transA, int transB, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc);
+/* Unfolds a C x H x W image into a (C*K*K) x (OH*OW) column matrix for a K x K window.
+   Row r of the matrix starts at col + r * ldcol (ldcol >= OH*OW), so the columns of a whole batch
+   can sit side by side. */
+L2C_API void l2c_im2col(const float *im, int c, int h, int w, int k, int stride, int pad,
+                        float *col, size_t ldcol);
+/* Adds a column matrix back into an image (the adjoint of im2col). `im` is accumulated into. */
+L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int k, int stride,
+                        int pad, float *im);
+
+/* ================================================================================================
+   9. THE ATTACK (DeepConfuse)
+   Two generator copies: `frozen` (xi) makes the data the victim really trains on, `trainable` (xi')
+   learns. A fresh victim every trial; each step (a) takes a look-ahead SGD step of the victim on
+   x' = clamp(x + eps*g_xi'(x)), (b) moves xi' by Adam to raise (non-targeted) or lower (targeted,
+   against label_map[y]) the look-ahead victim's loss on the clean batch, with the hypergradient
+   obtained by a central difference of input gradients along v = grad of that loss (no double
+   back-propagation), and (c) takes the real victim step on data from the frozen generator. At the
+   end of a trial xi <- xi'.
+   ================================================================================================ */
+
+#define L2C_MAX_CLASSES 256
+
+typedef struct l2c_attack_progress {
+    int trial, trials;        /* 1-based trial, total */
+    int step, steps;          /* 1-based step within the trial, steps per trial */
+    float victim_loss;        /* the real victim's loss on its poisoned batch */
+    float clean_loss;         /* the look-ahead victim's loss on the clean batch (targeted: vs eta) */
+    double seconds;           /* wall time since l2c_attack_run started */
+} l2c_attack_progress;
+
+typedef struct l2c_attack_config {
+    float eps;             /* L-inf bound of the perturbation, in (0, 1]           default 0.3 */
+    float victim_lr;       /* SGD learning rate of the victim (alpha)              default 0.01 */
+    float gen_lr;          /* Adam learning rate of the generator                  default 1e-3 */
+    int batch;             /* mini-batch size                                      default 64 */
+    int trials;            /* number of fresh victims                              default 4 */
+    int steps_per_trial;   /* victim steps before it is replaced; 0 = one epoch    default 0 */
+    int targeted;          /* 0: non-targeted; 1: label-specific with label_map     default 0 */
+    int label_map[L2C_MAX_CLASSES]; /* eta(y) for the targeted mode            default y+1 mod K */
+    float fd_radius;       /* finite-difference radius r * |v|                     default 0.01 */
+    uint64_t seed;         /* victim initialisation and batch order                default 1 */
+    /* Called after every step (may be NULL); a non-zero return stops the attack after that step. */
+    int (*progress)(const l2c_attack_progress *p, void *user);
+    void *user;
+} l2c_attack_config;
+
+typedef struct l2c_attack l2c_attack;
+
+/* The paper's settings, with this library's faster schedule (see README). */
+L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses);
+/* Prepares an attack on `train` (kept by pointer; must outlive the attack). The generator is copied
+   (frozen and trainable copies); the victim model is used as a template for fresh victims. Checks
+   that the generator maps the data's shape onto itself and the victim emits nclasses logits. */
+L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model *generator,
+                                   const l2c_model *victim, const l2c_dataset *train);
+L2C_API void l2c_attack_free(l2c_attack *a);
+/* One step (a)-(c) on a batch x (n x C x H x W in [0,1]) with labels. */
+L2C_API int l2c_attack_step(l2c_attack *a, const float *x, const uint8_t *labels, int n);
+/* Runs trials until cfg.trials are complete (or the progress callback asks to stop). A trial in
+   progress when stopped is not counted: resume from l2c_attack_save. */
+L2C_API int l2c_attack_run(l2c_attack *a);
+/* Completed trials so far. */
+L2C_API int l2c_attack_trials_done(const l2c_attack *a);
+/* The frozen generator (the one to release poisons with). */
+L2C_API const l2c_model *l2c_attack_generator(const l2c_attack *a);
+/* Saves / restores everything needed to resume after the last completed trial: both generators,
+   the Adam state and the trial counter (one atomic file). */
+L2C_API int l2c_attack_save(const l2c_attack *a, const char *path);
+L2C_API int l2c_attack_load(l2c_attack *a, const char *path);
+
+/* Poison release: out = quantised clamp(x + eps * g(x), 0, 1) with g in eval mode, same labels.
+   |out - clean| <= eps (+ one grey level from rounding). `out` is allocated (free with
+   l2c_dataset_free). `fraction` in [0, 1] poisons only the first fraction*n samples. */
+L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *clean, float eps,
+                               float fraction, l2c_dataset *out);
+
+/* Reference MNIST models of the paper's code (1 x 28 x 28 input):
+   victim: conv5 1->20 BN ReLU avgpool2, conv5 20->50 BN ReLU avgpool2, dense 800->500 BN ReLU,
+   dense 500->10 BN; width_percent 50 / 100 / 200 gives the small / reference / large CNN.
+   generator: conv3 s3 p1 1->16 BN ReLU maxpool2, conv3 s2 p1 16->64 BN ReLU maxpool2 s1,
+   deconv k3 s2 64->128 BN ReLU, deconv k5 s3 p1 128->64 BN ReLU, deconv k2 s2 p1 64->1 BN tanh.
+   autoencoder: the paper's encoder-decoder: four 4x4 conv layers of 16/32/64/128 channels
+   (28 -> 14 -> 7 -> 6 -> 5) and four 4x4 transposed convs back (64/32/16/1), BN + ReLU between,
+   BN + tanh at the end.
+   All are initialised from `seed`. NULL on allocation failure (or width_percent < 1). */
+L2C_API l2c_model *l2c_mnist_victim(int width_percent, uint64_t seed);
+L2C_API l2c_model *l2c_mnist_generator(uint64_t seed);
+L2C_API l2c_model *l2c_mnist_autoencoder(uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* L2C_INCLUDE_LEARN2CONFUSE_H */
+
+/* ================================================================================================
+   ================================================================================================
+   IMPLEMENTATION
+   ================================================================================================
+   ================================================================================================ */
+#ifdef L2C_IMPLEMENTATION
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <stdarg.h>
+#include <math.h>
+#include <time.h>
+#include <assert.h>
+#ifdef _OPENMP
+#include <omp.h>
+#define L2C_OMP(x) _Pragma(#x)
+#else
+#define L2C_OMP(x)
+#endif
+
+#ifndef L2C_MALLOC
+#define L2C_MALLOC(n) malloc(n)
+#define L2C_REALLOC(p, n) realloc(p, n)
+#define L2C_FREE(p) free(p)
+#endif
+#ifndef L2C_ASSERT
+#define L2C_ASSERT(x) assert(x)
+#endif
+
+/* Parallel loops below this many elements are not worth waking a second thread for. */
+#define L2C__PAR_MIN 32768
+
+/* ---------------------------------------------------------------- 1. errors and threads -------- */
+
+static char l2c__errbuf[512];
+
+L2C_API const char *l2c_error(void) { return l2c__errbuf; }
+L2C_API void l2c_clear_error(void) { l2c__errbuf[0] = 0; }
+
+/* Records a message and returns `code`, so failures read `return l2c__fail(L2C_EINVAL, ...)`. */
+static int l2c__fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l2c__errbuf, sizeof l2c__errbuf, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static void *l2c__fail_null(int code, const char *fmt, const char *what)
+{
+    (void)l2c__fail(code, fmt, what);
+    return NULL;
+}
+
+static void *l2c__calloc(size_t n)
+{
+    void *p = L2C_MALLOC(n ? n : 1);
+    if (p) memset(p, 0, n);
+    else (void)l2c__fail(L2C_ENOMEM, "out of memory (%lu bytes)", (unsigned long)n);
+    return p;
+}
+
+L2C_API int l2c_set_threads(int n)
+{
+#ifdef _OPENMP
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+    return n;
+#else
+    (void)n;
+    return 1;
+#endif
+}
+
+L2C_API int l2c_get_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+L2C_API double l2c_seconds(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
+
+/* ---------------------------------------------------------------- 2. random numbers ------------ */
+
+static uint64_t l2c__splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+L2C_API void l2c_rng_seed(l2c_rng *rng, uint64_t seed)
+{
+    rng->s[0] = l2c__splitmix64(&seed);
+    rng->s[1] = l2c__splitmix64(&seed);
+    if (!(rng->s[0] | rng->s[1])) rng->s[1] = 1;
+}
+
+/* xorshift128+; the high 32 bits are the well-mixed ones. */
+L2C_API uint32_t l2c_rng_u32(l2c_rng *rng)
+{
+    uint64_t s1 = rng->s[0];
+    const uint64_t s0 = rng->s[1];
+    rng->s[0] = s0;
+    s1 ^= s1 << 23;
+    rng->s[1] = s1 ^ s0 ^ (s1 >> 18) ^ (s0 >> 5);
+    return (uint32_t)((rng->s[1] + s0) >> 32);
+}
+
+L2C_API float l2c_rng_uniform(l2c_rng *rng)
+{
+    return (float)(l2c_rng_u32(rng) >> 8) * (1.0f / 16777216.0f);
+}
+
+L2C_API uint32_t l2c_rng_below(l2c_rng *rng, uint32_t n)
+{
+    uint32_t limit = (uint32_t)(0xFFFFFFFFu - (0xFFFFFFFFu % n));   /* reject the biased tail */
+    uint32_t r;
+    do r = l2c_rng_u32(rng); while (r >= limit);
+    return r % n;
+}
+
+/* ---------------------------------------------------------------- 3. tensors and the tape ------ */
+
+L2C_API size_t l2c_tensor_size(const l2c_tensor *t)
+{
+    return (size_t)t->n * (size_t)t->c * (size_t)t->h * (size_t)t->w;
+}
+
+static int l2c__shape_ok(int n, int c, int h, int w)
+{
+    return n > 0 && c > 0 && h > 0 && w > 0 &&
+           (double)n * c * h * w < 2147483647.0;
+}
+
+L2C_API l2c_tensor *l2c_tensor_new(int n, int c, int h, int w, int with_grad)
+{
+    l2c_tensor *t;
+    size_t size;
+    if (!l2c__shape_ok(n, c, h, w))
+        return (l2c_tensor *)l2c__fail_null(L2C_EINVAL, "%s: impossible tensor shape", "l2c_tensor_new");
+    size = (size_t)n * c * h * w;
+    t = (l2c_tensor *)l2c__calloc(sizeof *t);
+    if (!t) return NULL;
+    t->n = n; t->c = c; t->h = h; t->w = w;
+    t->data = (float *)l2c__calloc(size * sizeof(float));
+    t->grad = with_grad ? (float *)l2c__calloc(size * sizeof(float)) : NULL;
+    if (!t->data || (with_grad && !t->grad)) { l2c_tensor_free(t); return NULL; }
+    return t;
+}
+
+L2C_API void l2c_tensor_free(l2c_tensor *t)
+{
+    if (!t) return;
+    L2C_FREE(t->data);
+    L2C_FREE(t->grad);
+    L2C_FREE(t);
+}
+
+/* A recorded operation. `backward` reads out->grad and accumulates into the inputs' grads. */
+typedef struct l2c__node l2c__node;
+struct l2c__node {
+    void (*backward)(l2c__node *nd);
+    l2c_tape *tape;     /* for scratch memory during backward */
+    l2c_tensor *in[3];
+    l2c_tensor *out;
+    int ip[4];          /* integer settings: stride, pad, kernel, ... */
+    float fp[2];        /* float settings */
+    void *save[2];      /* saved forward state (in the arena) */
+    const void *extra;  /* labels, label map */
+};
+
+/* Arena: a list of chunks; on reset they are merged into one big enough for the whole step, so the
+   steady state is a single bump allocator that never calls malloc. */
+typedef struct l2c__chunk { struct l2c__chunk *next; size_t size, used; } l2c__chunk;
+
+struct l2c_tape {
+    l2c__chunk *chunks;      /* newest first */
+    size_t total;            /* bytes held by all chunks */
+    l2c__node *nodes;
+    int nnodes, cap_nodes;
+    int param_grads;
+};
+
+#define L2C__ALIGN 64
+
+L2C_API l2c_tape *l2c_tape_new(void)
+{
+    l2c_tape *t = (l2c_tape *)l2c__calloc(sizeof *t);
+    if (t) t->param_grads = 1;
+    return t;
+}
+
+static void l2c__free_chunks(l2c_tape *t)
+{
+    while (t->chunks) {
+        l2c__chunk *next = t->chunks->next;
+        L2C_FREE(t->chunks);
+        t->chunks = next;
+    }
+    t->total = 0;
+}
+
+L2C_API void l2c_tape_free(l2c_tape *t)
+{
+    if (!t) return;
+    l2c__free_chunks(t);
+    L2C_FREE(t->nodes);
+    L2C_FREE(t);
+}
+
+static l2c__chunk *l2c__chunk_new(size_t size)
+{
+    l2c__chunk *c = (l2c__chunk *)L2C_MALLOC(sizeof(l2c__chunk) + L2C__ALIGN + size);
+    if (!c) return NULL;
+    c->next = NULL; c->size = size; c->used = 0;
+    return c;
+}
+
+L2C_API void l2c_tape_reset(l2c_tape *t)
+{
+    t->nnodes = 0;
+    t->param_grads = 1;
+    if (t->chunks && t->chunks->next) {   /* several chunks: merge into one for next time */
+        size_t total = t->total;
+        l2c__free_chunks(t);
+        t->chunks = l2c__chunk_new(total);
+        if (t->chunks) t->total = total;
+    }
+    if (t->chunks) t->chunks->used = 0;
+}
+
+L2C_API size_t l2c_tape_bytes(const l2c_tape *t) { return t->total; }
+
+L2C_API void l2c_tape_param_grads(l2c_tape *t, int enabled) { t->param_grads = enabled; }
+
+/* Bump allocation of `size` bytes, 64-byte aligned (SIMD loads, no false sharing). */
+static void *l2c__alloc(l2c_tape *t, size_t size)
+{
+    l2c__chunk *c = t->chunks;
+    uintptr_t base, at;
+    size = (size + L2C__ALIGN - 1) & ~(size_t)(L2C__ALIGN - 1);
+    if (!c || c->used + size > c->size) {
+        size_t want = size > ((size_t)1 << 20) ? size : ((size_t)1 << 20);
+        if (c && want < c->size) want = c->size;
+        c = l2c__chunk_new(want);
+        if (!c) { (void)l2c__fail(L2C_ENOMEM, "tape: out of memory (%lu bytes)", (unsigned long)want); return NULL; }
+        c->next = t->chunks;
+        t->chunks = c;
+        t->total += want;
+    }
+    base = ((uintptr_t)(c + 1) + L2C__ALIGN - 1) & ~(uintptr_t)(L2C__ALIGN - 1);
+    at = base + c->used;
+    c->used += size;
+    return (void *)at;
+}
+
+static float *l2c__alloc_floats(l2c_tape *t, size_t n) { return (float *)l2c__alloc(t, n * sizeof(float)); }
+
+static float *l2c__alloc_zeros(l2c_tape *t, size_t n)
+{
+    float *p = l2c__alloc_floats(t, n);
+    if (p) memset(p, 0, n * sizeof(float));
+    return p;
+}
+
+/* A tensor header in the arena with fresh data (uninitialised) and, if asked, a zeroed grad. */
+static l2c_tensor *l2c__tensor(l2c_tape *t, int n, int c, int h, int w, int with_grad)
+{
+    l2c_tensor *x;
+    size_t size;
+    if (!l2c__shape_ok(n, c, h, w)) { (void)l2c__fail(L2C_EINVAL, "impossible tensor shape %dx%dx%dx%d", n, c, h, w); return NULL; }
+    size = (size_t)n * c * h * w;
+    x = (l2c_tensor *)l2c__alloc(t, sizeof *x);
+    if (!x) return NULL;
+    x->n = n; x->c = c; x->h = h; x->w = w;
+    x->data = l2c__alloc_floats(t, size);
+    x->grad = with_grad ? l2c__alloc_zeros(t, size) : NULL;
+    if (!x->data || (with_grad && !x->grad)) return NULL;
+    return x;
+}
+
+L2C_API l2c_tensor *l2c_tape_input(l2c_tape *t, int n, int c, int h, int w, const float *data,
+                                   int with_grad)
+{
+    l2c_tensor *x = l2c__tensor(t, n, c, h, w, with_grad);
+    if (x && data) memcpy(x->data, data, l2c_tensor_size(x) * sizeof(float));
+    return x;
+}
+
+/* Appends a node whose output is a new tensor of the given shape; the output wants a gradient when
+   any input has one. Returns NULL (message set) on failure. */
+static l2c__node *l2c__record(l2c_tape *t, void (*backward)(l2c__node *), l2c_tensor *a,
+                              l2c_tensor *b, l2c_tensor *c, int n, int ch, int h, int w)
+{
+    l2c__node *nd;
+    int wants = (a && a->grad) || (b && b->grad) || (c && c->grad);
+    if (t->nnodes == t->cap_nodes) {
+        int cap = t->cap_nodes ? 2 * t->cap_nodes : 64;
+        l2c__node *nodes = (l2c__node *)L2C_REALLOC(t->nodes, (size_t)cap * sizeof *nodes);
+        if (!nodes) { (void)l2c__fail(L2C_ENOMEM, "tape: out of memory"); return NULL; }
+        t->nodes = nodes;
+        t->cap_nodes = cap;
+    }
+    nd = &t->nodes[t->nnodes];
+    memset(nd, 0, sizeof *nd);
+    nd->backward = backward;
+    nd->tape = t;
+    nd->in[0] = a; nd->in[1] = b; nd->in[2] = c;
+    nd->out = l2c__tensor(t, n, ch, h, w, wants);
+    if (!nd->out) return NULL;
+    t->nnodes++;
+    return nd;
+}
+
+static int l2c__run_backward(l2c_tape *t)
+{
+    int i;
+    for (i = t->nnodes - 1; i >= 0; i--) {
+        l2c__node *nd = &t->nodes[i];
+        if (nd->out->grad) nd->backward(nd);
+    }
+    return L2C_OK;
+}
+
+L2C_API int l2c_backward(l2c_tape *t, l2c_tensor *out)
+{
+    if (!out || l2c_tensor_size(out) != 1)
+        return l2c__fail(L2C_EINVAL, "l2c_backward: needs a scalar (1x1x1x1) output");
+    if (!out->grad)
+        return l2c__fail(L2C_EINVAL, "l2c_backward: the output depends on nothing that wants a gradient");
+    out->grad[0] += 1.0f;
+    return l2c__run_backward(t);
+}
+
+L2C_API int l2c_backward_from(l2c_tape *t, l2c_tensor *out, const float *seed)
+{
+    size_t i, n;
+    if (!out || !seed) return l2c__fail(L2C_EINVAL, "l2c_backward_from: NULL argument");
+    if (!out->grad)
+        return l2c__fail(L2C_EINVAL, "l2c_backward_from: the output depends on nothing that wants a gradient");
+    n = l2c_tensor_size(out);
+    for (i = 0; i < n; i++) out->grad[i] += seed[i];
+    return l2c__run_backward(t);
+}
+
+/* ---------------------------------------------------------------- 8. kernels ------------------- */
+
+/* L2C_GEMM_BEGIN (replaced by the blocked kernel) */
+L2C_API void l2c_gemm(int transA, int transB, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc)
+{
+    int i, j, k;
+    for (i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f) for (j = 0; j < N; j++) c[j] = 0.0f;
+        else if (beta != 1.0f) for (j = 0; j < N; j++) c[j] *= beta;
+        for (k = 0; k < K; k++) {
+            float a = alpha * (transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+            if (transB) for (j = 0; j < N; j++) c[j] += a * B[(size_t)j * ldb + k];
+            else {
+                const float *b = B + (size_t)k * ldb;
+                for (j = 0; j < N; j++) c[j] += a * b[j];
+            }
+        }
+    }
+}
+/* L2C_GEMM_END */
+
+/* The range of output positions o for which o*stride - pad + ki lands inside [0, size). */
+static void l2c__valid_range(int size, int out, int k_off, int stride, int pad, int *lo, int *hi)
+{
+    int a = pad - k_off, b;
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    b = size - 1 + pad - k_off;                 /* last o with o*stride <= b */
+    *hi = b < 0 ? 0 : b / stride + 1;
+    if (*hi > out) *hi = out;
+    if (*lo > *hi) *lo = *hi;
+}
+
+L2C_API void l2c_im2col(const float *im, int c, int h, int w, int k, int stride, int pad,
+                        float *col, size_t ldcol)
+{
+    int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+    int ch, ki, kj, oy, ox;
+    for (ch = 0; ch < c; ch++)
+        for (ki = 0; ki < k; ki++)
+            for (kj = 0; kj < k; kj++) {
+                float *row = col + ((size_t)(ch * k + ki) * k + kj) * ldcol;
+                const float *src = im + (size_t)ch * h * w;
+                int ylo, yhi, xlo, xhi;
+                l2c__valid_range(h, oh, ki, stride, pad, &ylo, &yhi);
+                l2c__valid_range(w, ow, kj, stride, pad, &xlo, &xhi);
+                for (oy = 0; oy < oh; oy++) {
+                    float *dst = row + (size_t)oy * ow;
+                    const float *s;
+                    if (oy < ylo || oy >= yhi) { memset(dst, 0, (size_t)ow * sizeof(float)); continue; }
+                    s = src + (size_t)(oy * stride - pad + ki) * w;
+                    for (ox = 0; ox < xlo; ox++) dst[ox] = 0.0f;
+                    if (stride == 1) memcpy(dst + xlo, s + xlo - pad + kj, (size_t)(xhi - xlo) * sizeof(float));
+                    else for (ox = xlo; ox < xhi; ox++) dst[ox] = s[ox * stride - pad + kj];
+                    for (ox = xhi; ox < ow; ox++) dst[ox] = 0.0f;
+                }
+            }
+}
+
+L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int k, int stride,
+                        int pad, float *im)
+{
+    int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+    int ch, ki, kj, oy, ox;
+    for (ch = 0; ch < c; ch++)
+        for (ki = 0; ki < k; ki++)
+            for (kj = 0; kj < k; kj++) {
+                const float *row = col + ((size_t)(ch * k + ki) * k + kj) * ldcol;
+                float *dst = im + (size_t)ch * h * w;
+                int ylo, yhi, xlo, xhi;
+                l2c__valid_range(h, oh, ki, stride, pad, &ylo, &yhi);
+                l2c__valid_range(w, ow, kj, stride, pad, &xlo, &xhi);
+                for (oy = ylo; oy < yhi; oy++) {
+                    const float *s = row + (size_t)oy * ow;
+                    float *d = dst + (size_t)(oy * stride - pad + ki) * w;
+                    for (ox = xlo; ox < xhi; ox++) d[ox * stride - pad + kj] += s[ox];
+                }
+            }
+}
+
+/* ---------------------------------------------------------------- 4. operations ---------------- */
+
+static size_t l2c__plane(const l2c_tensor *x) { return (size_t)x->h * x->w; }
+static size_t l2c__sample(const l2c_tensor *x) { return (size_t)x->c * x->h * x->w; }
+
+static int l2c__check_inputs(const char *op, const l2c_tape *t, const l2c_tensor *x)
+{
+    if (!t || !x) return l2c__fail(L2C_EINVAL, "%s: NULL tape or input", op);
+    return L2C_OK;
+}
+
+/* N x C x P  ->  C x (N*P): channel-major, so a whole batch is one matrix product. */
+static void l2c__to_channel_major(const float *x, int n, int c, size_t p, float *out)
+{
+    int i;
+    L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) {
+        int ch;
+        for (ch = 0; ch < c; ch++)
+            memcpy(out + (size_t)ch * n * p + (size_t)i * p, x + ((size_t)i * c + ch) * p, p * sizeof(float));
+    }
+}
+
+/* C x (N*P)  ->  N x C x P, adding into `out` when accumulate, else overwriting; plus bias[c]. */
+static void l2c__from_channel_major(const float *in, int n, int c, size_t p, const float *bias,
+                                    int accumulate, float *out)
+{
+    int i;
+    L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) {
+        int ch;
+        for (ch = 0; ch < c; ch++) {
+            const float *s = in + (size_t)ch * n * p + (size_t)i * p;
+            float *d = out + ((size_t)i * c + ch) * p, b = bias ? bias[ch] : 0.0f;
+            size_t j;
+            if (accumulate) for (j = 0; j < p; j++) d[j] += s[j] + b;
+            else for (j = 0; j < p; j++) d[j] = s[j] + b;
+        }
+    }
+}
+
+/* Per-channel sum of g (N x C x P) accumulated into db. */
+static void l2c__bias_grad(const float *g, int n, int c, size_t p, float *db)
+{
+    int ch;
+    for (ch = 0; ch < c; ch++) {
+        double sum = 0.0;
+        int i;
+        size_t j;
+        for (i = 0; i < n; i++) {
+            const float *row = g + ((size_t)i * c + ch) * p;
+            for (j = 0; j < p; j++) sum += row[j];
+        }
+        db[ch] += (float)sum;
+    }
+}
+
+/* -- dense */
+
+static void l2c__dense_backward(l2c__node *nd)
+{
+    l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
+    int n = x->n, in = (int)l2c__sample(x), out = W->n;
+    if (W->grad) l2c_gemm(1, 0, out, in, n, 1.0f, y->grad, out, x->data, in, 1.0f, W->grad, in);
+    if (b && b->grad) l2c__bias_grad(y->grad, n, out, 1, b->grad);
+    if (x->grad) l2c_gemm(0, 0, n, in, out, 1.0f, y->grad, out, W->data, in, 1.0f, x->grad, in);
+}
+
+L2C_API l2c_tensor *l2c_dense(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b)
+{
+    l2c__node *nd;
+    int in, out, i;
+    if (l2c__check_inputs("l2c_dense", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_dense: NULL argument"); return NULL; }
+    in = (int)l2c__sample(x);
+    out = W->n;
+    if ((size_t)W->c * W->h * W->w != (size_t)in || (b && (int)l2c_tensor_size(b) != out)) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_dense: input has %d features per sample, weight is %dx%d, bias %d",
+                        in, W->n, W->c * W->h * W->w, b ? (int)l2c_tensor_size(b) : 0);
+        return NULL;
+    }
+    nd = l2c__record(t, l2c__dense_backward, x, W, b, x->n, out, 1, 1);
+    if (!nd) return NULL;
+    l2c_gemm(0, 1, x->n, out, in, 1.0f, x->data, in, W->data, in, 0.0f, nd->out->data, out);
+    if (b) for (i = 0; i < x->n; i++) {
+        int j;
+        for (j = 0; j < out; j++) nd->out->data[(size_t)i * out + j] += b->data[j];
+    }
+    return nd->out;
+}
+
+/* -- conv2d: im2col of the whole batch side by side, then one matrix product. */
+
+static void l2c__conv_backward(l2c__node *nd)
+{
+    l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
+    int stride = nd->ip[0], pad = nd->ip[1], k = W->h, oc = y->c;
+    int kk = x->c * k * k, i;
+    size_t p = l2c__plane(y), np = (size_t)x->n * p;
+    const float *col = (const float *)nd->save[0];
+    float *dy = l2c__alloc_floats(nd->tape, (size_t)oc * np);
+    if (!dy) return;
+    l2c__to_channel_major(y->grad, y->n, oc, p, dy);
+    if (W->grad) l2c_gemm(0, 1, oc, kk, (int)np, 1.0f, dy, (int)np, col, (int)np, 1.0f, W->grad, kk);
+    if (b && b->grad) l2c__bias_grad(y->grad, y->n, oc, p, b->grad);
+    if (x->grad) {
+        float *dcol = l2c__alloc_floats(nd->tape, (size_t)kk * np);
+        if (!dcol) return;
+        l2c_gemm(1, 0, kk, (int)np, oc, 1.0f, W->data, kk, dy, (int)np, 0.0f, dcol, (int)np);
+        L2C_OMP(omp parallel for if(x->n > 1))
+        for (i = 0; i < x->n; i++)
+            l2c_col2im(dcol + (size_t)i * p, np, x->c, x->h, x->w, k, stride, pad,
+                       x->grad + (size_t)i * l2c__sample(x));
+    }
+}
+
+static int l2c__conv_shape_ok(const char *op, const l2c_tensor *x, int k, int stride, int pad)
+{
+    if (k < 1 || stride < 1 || pad < 0 || pad >= k)
+        return l2c__fail(L2C_EINVAL, "%s: impossible kernel %d / stride %d / padding %d", op, k, stride, pad);
+    if (x->h + 2 * pad < k || x->w + 2 * pad < k)
+        return l2c__fail(L2C_EINVAL, "%s: a %dx%d input (padding %d) is smaller than the %dx%d kernel",
+                         op, x->h, x->w, pad, k, k);
+    return L2C_OK;
+}
+
+L2C_API l2c_tensor *l2c_conv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b,
+                               int stride, int pad)
+{
+    l2c__node *nd;
+    int k, oh, ow, kk, i;
+    size_t p, np;
+    float *col, *y;
+    if (l2c__check_inputs("l2c_conv2d", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_conv2d: NULL argument"); return NULL; }
+    k = W->h;
+    if (W->w != k || W->c != x->c || (b && (int)l2c_tensor_size(b) != W->n)) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_conv2d: weight %dx%dx%dx%d does not fit a %d-channel input (bias %d)",
+                        W->n, W->c, W->h, W->w, x->c, b ? (int)l2c_tensor_size(b) : 0);
+        return NULL;
+    }
+    if (l2c__conv_shape_ok("l2c_conv2d", x, k, stride, pad)) return NULL;
+    oh = (x->h + 2 * pad - k) / stride + 1;
+    ow = (x->w + 2 * pad - k) / stride + 1;
+    nd = l2c__record(t, l2c__conv_backward, x, W, b, x->n, W->n, oh, ow);
+    if (!nd) return NULL;
+    nd->ip[0] = stride; nd->ip[1] = pad;
+    kk = x->c * k * k;
+    p = (size_t)oh * ow;
+    np = (size_t)x->n * p;
+    col = l2c__alloc_floats(t, (size_t)kk * np);
+    y = l2c__alloc_floats(t, (size_t)W->n * np);
+    if (!col || !y) return NULL;
+    L2C_OMP(omp parallel for if(x->n > 1))
+    for (i = 0; i < x->n; i++)
+        l2c_im2col(x->data + (size_t)i * l2c__sample(x), x->c, x->h, x->w, k, stride, pad, col + (size_t)i * p, np);
+    l2c_gemm(0, 0, W->n, (int)np, kk, 1.0f, W->data, kk, col, (int)np, 0.0f, y, (int)np);
+    l2c__from_channel_major(y, x->n, W->n, p, b ? b->data : NULL, 0, nd->out->data);
+    nd->save[0] = col;
+    return nd->out;
+}
+
+/* -- transposed conv2d: the adjoint of conv2d; forward is col2im of W^T x, backward is im2col. */
+
+static void l2c__deconv_backward(l2c__node *nd)
+{
+    l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
+    int stride = nd->ip[0], pad = nd->ip[1], k = W->h, oc = W->c, ic = x->c, i;
+    int okk = oc * k * k;
+    size_t p = l2c__plane(x), np = (size_t)x->n * p;
+    const float *xc = (const float *)nd->save[0];
+    float *dcol = l2c__alloc_floats(nd->tape, (size_t)okk * np);
+    if (!dcol) return;
+    L2C_OMP(omp parallel for if(x->n > 1))
+    for (i = 0; i < x->n; i++)
+        l2c_im2col(y->grad + (size_t)i * l2c__sample(y), oc, y->h, y->w, k, stride, pad, dcol + (size_t)i * p, np);
+    if (W->grad) l2c_gemm(0, 1, ic, okk, (int)np, 1.0f, xc, (int)np, dcol, (int)np, 1.0f, W->grad, okk);
+    if (b && b->grad) l2c__bias_grad(y->grad, y->n, oc, l2c__plane(y), b->grad);
+    if (x->grad) {
+        float *dx = l2c__alloc_floats(nd->tape, (size_t)ic * np);
+        if (!dx) return;
+        l2c_gemm(0, 0, ic, (int)np, okk, 1.0f, W->data, okk, dcol, (int)np, 0.0f, dx, (int)np);
+        l2c__from_channel_major(dx, x->n, ic, p, NULL, 1, x->grad);
+    }
+}
+
+L2C_API l2c_tensor *l2c_deconv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b,
+                                 int stride, int pad)
+{
+    l2c__node *nd;
+    int k, oh, ow, okk, i;
+    size_t p, np;
+    float *xc, *col;
+    if (l2c__check_inputs("l2c_deconv2d", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: NULL argument"); return NULL; }
+    k = W->h;
+    if (W->w != k || W->n != x->c || (b && (int)l2c_tensor_size(b) != W->c)) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: weight %dx%dx%dx%d does not fit a %d-channel input (bias %d)",
+                        W->n, W->c, W->h, W->w, x->c, b ? (int)l2c_tensor_size(b) : 0);
+        return NULL;
+    }
+    if (k < 1 || stride < 1 || pad < 0 || pad >= k) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: impossible kernel %d / stride %d / padding %d", k, stride, pad);
+        return NULL;
+    }
+    oh = (x->h - 1) * stride - 2 * pad + k;
+    ow = (x->w - 1) * stride - 2 * pad + k;
+    if (oh < 1 || ow < 1) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: a %dx%d input gives an empty output", x->h, x->w);
+        return NULL;
+    }
+    nd = l2c__record(t, l2c__deconv_backward, x, W, b, x->n, W->c, oh, ow);
+    if (!nd) return NULL;
+    nd->ip[0] = stride; nd->ip[1] = pad;
+    okk = W->c * k * k;
+    p = l2c__plane(x);
+    np = (size_t)x->n * p;
+    xc = l2c__alloc_floats(t, (size_t)x->c * np);
+    col = l2c__alloc_floats(t, (size_t)okk * np);
+    if (!xc || !col) return NULL;
+    l2c__to_channel_major(x->data, x->n, x->c, p, xc);
+    l2c_gemm(1, 0, okk, (int)np, x->c, 1.0f, W->data, okk, xc, (int)np, 0.0f, col, (int)np);
+    L2C_OMP(omp parallel for if(x->n > 1))
+    for (i = 0; i < x->n; i++) {
+        float *yi = nd->out->data + (size_t)i * l2c__sample(nd->out);
+        int ch;
+        size_t j, op = l2c__plane(nd->out);
+        for (ch = 0; ch < W->c; ch++) {
+            float bv = b ? b->data[ch] : 0.0f;
+            for (j = 0; j < op; j++) yi[(size_t)ch * op + j] = bv;
+        }
+        l2c_col2im(col + (size_t)i * p, np, W->c, oh, ow, k, stride, pad, yi);
+    }
+    nd->save[0] = xc;
+    return nd->out;
+}
+
+/* -- batch normalisation */
+
+static void l2c__bn_backward(l2c__node *nd)
+{
+    l2c_tensor *x = nd->in[0], *gamma = nd->in[1], *beta = nd->in[2], *y = nd->out;
+    const float *xhat = (const float *)nd->save[0], *invstd = (const float *)nd->save[1];
+    int c = x->c, n = x->n, ch, batch_stats = nd->ip[0] != L2C_EVAL;
+    size_t p = l2c__plane(x);
+    double m = (double)n * p;
+    L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
+    for (ch = 0; ch < c; ch++) {
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        float g = gamma->data[ch];
+        int i;
+        size_t j;
+        for (i = 0; i < n; i++) {
+            size_t off = ((size_t)i * c + ch) * p;
+            for (j = 0; j < p; j++) { sum_dy += y->grad[off + j]; sum_dy_xhat += (double)y->grad[off + j] * xhat[off + j]; }
+        }
+        if (gamma->grad) gamma->grad[ch] += (float)sum_dy_xhat;
+        if (beta->grad) beta->grad[ch] += (float)sum_dy;
+        if (!x->grad) continue;
+        for (i = 0; i < n; i++) {
+            size_t off = ((size_t)i * c + ch) * p;
+            const float *dy = y->grad + off, *xh = xhat + off;
+            float *dx = x->grad + off;
+            if (batch_stats) {
+                float a = (float)(g * invstd[ch]), mean_dy = (float)(sum_dy / m), mean_dyx = (float)(sum_dy_xhat / m);
+                for (j = 0; j < p; j++) dx[j] += a * (dy[j] - mean_dy - xh[j] * mean_dyx);
+            } else {
+                float a = g * invstd[ch];
+                for (j = 0; j < p; j++) dx[j] += a * dy[j];
+            }
+        }
+    }
+}
+
+/* Mean and biased variance of one channel, in double: sums run over up to ~10^5 values. */
+static void l2c__channel_stats(const float *x, int n, int c, int ch, size_t p, double *mean, double *var)
+{
+    double s = 0.0, ss = 0.0, mu;
+    int i;
+    size_t j;
+    for (i = 0; i < n; i++) {
+        const float *row = x + ((size_t)i * c + ch) * p;
+        for (j = 0; j < p; j++) s += row[j];
+    }
+    mu = s / ((double)n * p);
+    for (i = 0; i < n; i++) {
+        const float *row = x + ((size_t)i * c + ch) * p;
+        for (j = 0; j < p; j++) { double d = row[j] - mu; ss += d * d; }
+    }
+    *mean = mu;
+    *var = ss / ((double)n * p);
+}
+
+L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma, l2c_tensor *beta,
+                                  float *running_mean, float *running_var, int mode,
+                                  float momentum, float eps)
+{
+    l2c__node *nd;
+    int c, n, ch;
+    size_t p, m;
+    float *xhat, *invstd;
+    if (l2c__check_inputs("l2c_batchnorm", t, x) || !gamma || !beta || !running_mean || !running_var) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_batchnorm: NULL argument"); return NULL;
+    }
+    c = x->c; n = x->n; p = l2c__plane(x); m = (size_t)n * p;
+    if ((int)l2c_tensor_size(gamma) != c || (int)l2c_tensor_size(beta) != c) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_batchnorm: %d channels but gamma/beta have %d/%d", c,
+                        (int)l2c_tensor_size(gamma), (int)l2c_tensor_size(beta));
+        return NULL;
+    }
+    if (mode != L2C_EVAL && mode != L2C_TRAIN && mode != L2C_TRAIN_FROZEN_STATS) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_batchnorm: unknown mode %d", mode); return NULL;
+    }
+    if (mode != L2C_EVAL && m < 2) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_batchnorm: batch statistics need more than one value per channel"); return NULL;
+    }
+    if (!(eps > 0.0f) || !(momentum >= 0.0f && momentum <= 1.0f)) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_batchnorm: eps must be > 0 and momentum in [0, 1]"); return NULL;
+    }
+    nd = l2c__record(t, l2c__bn_backward, x, gamma, beta, n, c, x->h, x->w);
+    if (!nd) return NULL;
+    nd->ip[0] = mode;
+    xhat = l2c__alloc_floats(t, m * c);
+    invstd = l2c__alloc_floats(t, (size_t)c);
+    if (!xhat || !invstd) return NULL;
+    L2C_OMP(omp parallel for if(m * c > L2C__PAR_MIN))
+    for (ch = 0; ch < c; ch++) {
+        double mean, var;
+        float mu, is, g = gamma->data[ch], bt = beta->data[ch];
+        int i;
+        size_t j;
+        if (mode == L2C_EVAL) { mean = running_mean[ch]; var = running_var[ch]; }
+        else l2c__channel_stats(x->data, n, c, ch, p, &mean, &var);
+        if (mode == L2C_TRAIN) {
+            running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
+            running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * var * m / (m - 1));
+        }
+        mu = (float)mean;
+        is = invstd[ch] = (float)(1.0 / sqrt(var + eps));
+        for (i = 0; i < n; i++) {
+            size_t off = ((size_t)i * c + ch) * p;
+            for (j = 0; j < p; j++) {
+                float xh = (x->data[off + j] - mu) * is;
+                xhat[off + j] = xh;
+                nd->out->data[off + j] = g * xh + bt;
+            }
+        }
+    }
+    nd->save[0] = xhat;
+    nd->save[1] = invstd;
+    return nd->out;
+}
+
+/* -- element-wise operations */
+
+static void l2c__relu_backward(l2c__node *nd)
+{
+    size_t i, n = l2c_tensor_size(nd->out);
+    const float *y = nd->out->data, *dy = nd->out->grad;
+    float *dx = nd->in[0]->grad;
+    if (!dx) return;
+    for (i = 0; i < n; i++) if (y[i] > 0.0f) dx[i] += dy[i];
+}
+
+L2C_API l2c_tensor *l2c_relu(l2c_tape *t, l2c_tensor *x)
+{
+    l2c__node *nd;
+    size_t i, n;
+    if (l2c__check_inputs("l2c_relu", t, x)) return NULL;
+    nd = l2c__record(t, l2c__relu_backward, x, NULL, NULL, x->n, x->c, x->h, x->w);
+    if (!nd) return NULL;
+    n = l2c_tensor_size(x);
+    for (i = 0; i < n; i++) nd->out->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
+    return nd->out;
+}
+
+static void l2c__tanh_backward(l2c__node *nd)
+{
+    size_t i, n = l2c_tensor_size(nd->out);
+    const float *y = nd->out->data, *dy = nd->out->grad;
+    float *dx = nd->in[0]->grad;
+    if (!dx) return;
+    for (i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
+
+L2C_API l2c_tensor *l2c_tanh(l2c_tape *t, l2c_tensor *x)
+{
+    l2c__node *nd;
+    size_t i, n;
+    if (l2c__check_inputs("l2c_tanh", t, x)) return NULL;
+    nd = l2c__record(t, l2c__tanh_backward, x, NULL, NULL, x->n, x->c, x->h, x->w);
+    if (!nd) return NULL;
+    n = l2c_tensor_size(x);
+    for (i = 0; i < n; i++) nd->out->data[i] = tanhf(x->data[i]);
+    return nd->out;
+}
+
+static void l2c__add_backward(l2c__node *nd)
+{
+    size_t i, n = l2c_tensor_size(nd->out);
+    const float *dy = nd->out->grad;
+    int k;
+    for (k = 0; k < 2; k++) {
+        float *dx = nd->in[k]->grad;
+        if (dx) for (i = 0; i < n; i++) dx[i] += dy[i];
+    }
+}
+
+L2C_API l2c_tensor *l2c_add(l2c_tape *t, l2c_tensor *a, l2c_tensor *b)
+{
+    l2c__node *nd;
+    size_t i, n;
+    if (l2c__check_inputs("l2c_add", t, a) || !b) { (void)l2c__fail(L2C_EINVAL, "l2c_add: NULL argument"); return NULL; }
+    if (a->n != b->n || a->c != b->c || a->h != b->h || a->w != b->w) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_add: shapes %dx%dx%dx%d and %dx%dx%dx%d differ",
+                        a->n, a->c, a->h, a->w, b->n, b->c, b->h, b->w);
+        return NULL;
+    }
+    nd = l2c__record(t, l2c__add_backward, a, b, NULL, a->n, a->c, a->h, a->w);
+    if (!nd) return NULL;
+    n = l2c_tensor_size(a);
+    for (i = 0; i < n; i++) nd->out->data[i] = a->data[i] + b->data[i];
+    return nd->out;
+}
+
+static void l2c__scale_backward(l2c__node *nd)
+{
+    size_t i, n = l2c_tensor_size(nd->out);
+    float s = nd->fp[0], *dx = nd->in[0]->grad;
+    if (dx) for (i = 0; i < n; i++) dx[i] += s * nd->out->grad[i];
+}
+
+L2C_API l2c_tensor *l2c_scale(l2c_tape *t, l2c_tensor *x, float s)
+{
+    l2c__node *nd;
+    size_t i, n;
+    if (l2c__check_inputs("l2c_scale", t, x)) return NULL;
+    if (!isfinite(s)) { (void)l2c__fail(L2C_ENAN, "l2c_scale: factor is not finite"); return NULL; }
+    nd = l2c__record(t, l2c__scale_backward, x, NULL, NULL, x->n, x->c, x->h, x->w);
+    if (!nd) return NULL;
+    nd->fp[0] = s;
+    n = l2c_tensor_size(x);
+    for (i = 0; i < n; i++) nd->out->data[i] = s * x->data[i];
+    return nd->out;
+}
+
+static void l2c__clamp_backward(l2c__node *nd)
+{
+    size_t i, n = l2c_tensor_size(nd->out);
+    const float *x = nd->in[0]->data, *dy = nd->out->grad;
+    float lo = nd->fp[0], hi = nd->fp[1], *dx = nd->in[0]->grad;
+    if (dx) for (i = 0; i < n; i++) if (x[i] > lo && x[i] < hi) dx[i] += dy[i];
+}
+
+L2C_API l2c_tensor *l2c_clamp(l2c_tape *t, l2c_tensor *x, float lo, float hi)
+{
+    l2c__node *nd;
+    size_t i, n;
+    if (l2c__check_inputs("l2c_clamp", t, x)) return NULL;
+    if (!(lo <= hi)) { (void)l2c__fail(L2C_EINVAL, "l2c_clamp: lower bound above upper bound (or NaN)"); return NULL; }
+    nd = l2c__record(t, l2c__clamp_backward, x, NULL, NULL, x->n, x->c, x->h, x->w);
+    if (!nd) return NULL;
+    nd->fp[0] = lo; nd->fp[1] = hi;
+    n = l2c_tensor_size(x);
+    for (i = 0; i < n; i++) nd->out->data[i] = x->data[i] < lo ? lo : (x->data[i] > hi ? hi : x->data[i]);
+    return nd->out;
+}
+
+static void l2c__copy_backward(l2c__node *nd)
+{
+    size_t i, n = l2c_tensor_size(nd->out);
+    float *dx = nd->in[0]->grad;
+    if (dx) for (i = 0; i < n; i++) dx[i] += nd->out->grad[i];
+}
+
+L2C_API l2c_tensor *l2c_reshape(l2c_tape *t, l2c_tensor *x, int n, int c, int h, int w)
+{
+    l2c__node *nd;
+    if (l2c__check_inputs("l2c_reshape", t, x)) return NULL;
+    if (!l2c__shape_ok(n, c, h, w) || (size_t)n * c * h * w != l2c_tensor_size(x)) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_reshape: cannot view %dx%dx%dx%d as %dx%dx%dx%d",
+                        x->n, x->c, x->h, x->w, n, c, h, w);
+        return NULL;
+    }
+    nd = l2c__record(t, l2c__copy_backward, x, NULL, NULL, n, c, h, w);
+    if (!nd) return NULL;
+    memcpy(nd->out->data, x->data, l2c_tensor_size(x) * sizeof(float));
+    return nd->out;
+}
+
+L2C_API l2c_tensor *l2c_flatten(l2c_tape *t, l2c_tensor *x)
+{
+    if (l2c__check_inputs("l2c_flatten", t, x)) return NULL;
+    return l2c_reshape(t, x, x->n, (int)l2c__sample(x), 1, 1);
+}
+
+/* -- pooling */
+
+static void l2c__maxpool_backward(l2c__node *nd)
+{
+    const int *arg = (const int *)nd->save[0];
+    l2c_tensor *x = nd->in[0], *y = nd->out;
+    size_t planes = (size_t)y->n * y->c, op = l2c__plane(y), ip = l2c__plane(x), q;
+    if (!x->grad) return;
+    for (q = 0; q < planes; q++) {
+        size_t j;
+        for (j = 0; j < op; j++) x->grad[q * ip + (size_t)arg[q * op + j]] += y->grad[q * op + j];
+    }
+}
+
+static void l2c__avgpool_backward(l2c__node *nd)
+{
+    l2c_tensor *x = nd->in[0], *y = nd->out;
+    int k = nd->ip[0], s = nd->ip[1], oy, ox, a, b;
+    size_t planes = (size_t)y->n * y->c, q;
+    float inv = 1.0f / (float)(k * k);
+    if (!x->grad) return;
+    for (q = 0; q < planes; q++) {
+        float *dx = x->grad + q * l2c__plane(x);
+        const float *dy = y->grad + q * l2c__plane(y);
+        for (oy = 0; oy < y->h; oy++)
+            for (ox = 0; ox < y->w; ox++) {
+                float g = dy[oy * y->w + ox] * inv;
+                for (a = 0; a < k; a++)
+                    for (b = 0; b < k; b++) dx[(oy * s + a) * x->w + ox * s + b] += g;
+            }
+    }
+}
+
+/* Shared by both poolings: is_max selects max (recording argmax) or average. */
+static l2c_tensor *l2c__pool(l2c_tape *t, l2c_tensor *x, int k, int s, int is_max)
+{
+    const char *op = is_max ? "l2c_maxpool" : "l2c_avgpool";
+    l2c__node *nd;
+    int *arg = NULL, oh, ow;
+    size_t planes, q;
+    if (l2c__check_inputs(op, t, x)) return NULL;
+    if (k < 1 || s < 1 || k > x->h || k > x->w) {
+        (void)l2c__fail(L2C_EINVAL, "%s: window %d / stride %d impossible on %dx%d", op, k, s, x->h, x->w);
+        return NULL;
+    }
+    oh = (x->h - k) / s + 1;
+    ow = (x->w - k) / s + 1;
+    nd = l2c__record(t, is_max ? l2c__maxpool_backward : l2c__avgpool_backward, x, NULL, NULL, x->n, x->c, oh, ow);
+    if (!nd) return NULL;
+    nd->ip[0] = k; nd->ip[1] = s;
+    planes = (size_t)x->n * x->c;
+    if (is_max && !(arg = (int *)l2c__alloc(t, planes * oh * ow * sizeof(int)))) return NULL;
+    for (q = 0; q < planes; q++) {
+        const float *src = x->data + q * l2c__plane(x);
+        float *dst = nd->out->data + q * (size_t)oh * ow;
+        int oy, ox, a, b;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                int best = (oy * s) * x->w + ox * s;
+                float acc = 0.0f;
+                for (a = 0; a < k; a++)
+                    for (b = 0; b < k; b++) {
+                        int at = (oy * s + a) * x->w + ox * s + b;
+                        if (src[at] > src[best]) best = at;
+                        acc += src[at];
+                    }
+                dst[oy * ow + ox] = is_max ? src[best] : acc / (float)(k * k);
+                if (is_max) arg[q * (size_t)oh * ow + (size_t)(oy * ow + ox)] = best;
+            }
+    }
+    nd->save[0] = arg;
+    return nd->out;
+}
+
+L2C_API l2c_tensor *l2c_maxpool(l2c_tape *t, l2c_tensor *x, int k, int stride) { return l2c__pool(t, x, k, stride, 1); }
+L2C_API l2c_tensor *l2c_avgpool(l2c_tape *t, l2c_tensor *x, int k, int stride) { return l2c__pool(t, x, k, stride, 0); }
+
+/* -- softmax cross-entropy */
+
+static void l2c__xent_backward(l2c__node *nd)
+{
+    l2c_tensor *z = nd->in[0];
+    const float *prob = (const float *)nd->save[0];
+    const int *target = (const int *)nd->save[1];
+    int n = z->n, k = (int)l2c__sample(z), i, j;
+    float g = nd->out->grad[0] / (float)n;
+    if (!z->grad) return;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < k; j++)
+            z->grad[(size_t)i * k + j] += g * (prob[(size_t)i * k + j] - (j == target[i] ? 1.0f : 0.0f));
+}
+
+L2C_API l2c_tensor *l2c_softmax_xent(l2c_tape *t, l2c_tensor *logits, const uint8_t *labels,
+                                     const int *label_map)
+{
+    l2c__node *nd;
+    int n, k, i, j, *target;
+    float *prob;
+    double loss = 0.0;
+    if (l2c__check_inputs("l2c_softmax_xent", t, logits) || !labels) { (void)l2c__fail(L2C_EINVAL, "l2c_softmax_xent: NULL argument"); return NULL; }
+    n = logits->n;
+    k = (int)l2c__sample(logits);
+    for (i = 0; i < n; i++) {
+        int y = labels[i];
+        if (y >= k || (label_map && (label_map[y] < 0 || label_map[y] >= k))) {
+            (void)l2c__fail(L2C_EINVAL, "l2c_softmax_xent: label %d of sample %d (mapped: %d) is outside the %d classes",
+                            y, i, label_map && y < k ? label_map[y] : y, k);
+            return NULL;
+        }
+    }
+    nd = l2c__record(t, l2c__xent_backward, logits, NULL, NULL, 1, 1, 1, 1);
+    if (!nd) return NULL;
+    prob = l2c__alloc_floats(t, (size_t)n * k);
+    target = (int *)l2c__alloc(t, (size_t)n * sizeof(int));
+    if (!prob || !target) return NULL;
+    for (i = 0; i < n; i++) {
+        const float *z = logits->data + (size_t)i * k;
+        float *p = prob + (size_t)i * k;
+        double zmax = z[0], sum = 0.0;
+        for (j = 1; j < k; j++) if (z[j] > zmax) zmax = z[j];
+        for (j = 0; j < k; j++) sum += exp((double)z[j] - zmax);
+        for (j = 0; j < k; j++) p[j] = (float)(exp((double)z[j] - zmax) / sum);
+        target[i] = label_map ? label_map[labels[i]] : labels[i];
+        loss += log(sum) + zmax - z[target[i]];
+    }
+    nd->out->data[0] = (float)(loss / n);
+    nd->save[0] = prob;
+    nd->save[1] = target;
+    return nd->out;
+}
+
+/* ---------------------------------------------------------------- 5. models -------------------- */
+
+L2C_API l2c_model *l2c_model_new(int c, int h, int w)
+{
+    l2c_model *m;
+    if (!l2c__shape_ok(1, c, h, w)) return (l2c_model *)l2c__fail_null(L2C_EINVAL, "%s: impossible input shape", "l2c_model_new");
+    m = (l2c_model *)l2c__calloc(sizeof *m);
+    if (!m) return NULL;
+    m->in_c = c; m->in_h = h; m->in_w = w;
+    m->bn_momentum = 0.1f;
+    m->bn_eps = 1e-5f;
+    return m;
+}
+
+L2C_API void l2c_model_free(l2c_model *m)
+{
+    if (!m) return;
+    L2C_FREE(m->params);
+    L2C_FREE(m->grads);
+    L2C_FREE(m->buffers);
+    L2C_FREE(m);
+}
+
+/* Grows params/grads by np and buffers by nb floats (zeroed); offsets of the new space returned. */
+static int l2c__model_grow(l2c_model *m, size_t np, size_t nb, size_t *p_off, size_t *b_off)
+{
+    float *p = (float *)L2C_REALLOC(m->params, (m->nparams + np + 1) * sizeof(float));
+    if (p) m->params = p;
+    {
+        float *g = p ? (float *)L2C_REALLOC(m->grads, (m->nparams + np + 1) * sizeof(float)) : NULL;
+        float *b = g ? (m->grads = g, (float *)L2C_REALLOC(m->buffers, (m->nbuffers + nb + 1) * sizeof(float))) : NULL;
+        if (!b) return l2c__fail(L2C_ENOMEM, "model: out of memory");
+        m->buffers = b;
+    }
+    memset(m->params + m->nparams, 0, np * sizeof(float));
+    memset(m->grads + m->nparams, 0, np * sizeof(float));
+    memset(m->buffers + m->nbuffers, 0, nb * sizeof(float));
+    *p_off = m->nparams;
+    *b_off = m->nbuffers;
+    m->nparams += np;
+    m->nbuffers += nb;
+    return L2C_OK;
+}
+
+/* Appends a layer of the given type and output shape with np parameters (first weight_size of them
+   the weight, the rest the bias) and nb buffer floats. */
+static int l2c__model_push(l2c_model *m, l2c_layer L, int oc, int oh, int ow, size_t weight_size,
+                           size_t bias_size, size_t nb)
+{
+    size_t p_off, b_off;
+    const char *name = "layer";
+    int rc;
+    if (!m) return l2c__fail(L2C_EINVAL, "model: NULL model");
+    if (m->nlayers == L2C_MAX_LAYERS) return l2c__fail(L2C_EINVAL, "model: more than %d layers", L2C_MAX_LAYERS);
+    if (!l2c__shape_ok(1, oc, oh, ow)) return l2c__fail(L2C_EINVAL, "model: %s gives an impossible output %dx%dx%d", name, oc, oh, ow);
+    rc = l2c__model_grow(m, weight_size + bias_size, nb, &p_off, &b_off);
+    if (rc) return rc;
+    L.out_c = oc; L.out_h = oh; L.out_w = ow;
+    L.weight = p_off;
+    L.weight_size = weight_size;
+    L.bias = bias_size ? p_off + weight_size : (size_t)-1;
+    L.running = b_off;
+    m->layers[m->nlayers++] = L;
+    return L2C_OK;
+}
+
+/* A layer fed by the current output of the model. */
+static l2c_layer l2c__next_layer(const l2c_model *m, int type)
+{
+    l2c_layer L;
+    memset(&L, 0, sizeof L);
+    L.type = type;
+    if (m->nlayers) { const l2c_layer *p = &m->layers[m->nlayers - 1]; L.in_c = p->out_c; L.in_h = p->out_h; L.in_w = p->out_w; }
+    else { L.in_c = m->in_c; L.in_h = m->in_h; L.in_w = m->in_w; }
+    return L;
+}
+
+L2C_API int l2c_model_dense(l2c_model *m, int out)
+{
+    l2c_layer L;
+    size_t in;
+    if (!m || out < 1) return l2c__fail(L2C_EINVAL, "l2c_model_dense: need a model and out >= 1");
+    L = l2c__next_layer(m, L2C_LAYER_DENSE);
+    in = (size_t)L.in_c * L.in_h * L.in_w;
+    return l2c__model_push(m, L, out, 1, 1, in * out, (size_t)out, 0);
+}
+
+static int l2c__model_conv_like(l2c_model *m, int type, int oc, int k, int s, int pad)
+{
+    l2c_layer L;
+    int oh, ow;
+    const char *op = type == L2C_LAYER_CONV ? "l2c_model_conv" : "l2c_model_deconv";
+    if (!m || oc < 1 || k < 1 || s < 1 || pad < 0 || pad >= k)
+        return l2c__fail(L2C_EINVAL, "%s: impossible channels %d / kernel %d / stride %d / padding %d", op, oc, k, s, pad);
+    L = l2c__next_layer(m, type);
+    L.k = k; L.stride = s; L.pad = pad;
+    if (type == L2C_LAYER_CONV) {
+        if (L.in_h + 2 * pad < k || L.in_w + 2 * pad < k)
+            return l2c__fail(L2C_EINVAL, "%s: a %dx%d input is smaller than the kernel %d", op, L.in_h, L.in_w, k);
+        oh = (L.in_h + 2 * pad - k) / s + 1;
+        ow = (L.in_w + 2 * pad - k) / s + 1;
+    } else {
+        oh = (L.in_h - 1) * s - 2 * pad + k;
+        ow = (L.in_w - 1) * s - 2 * pad + k;
+    }
+    return l2c__model_push(m, L, oc, oh, ow, (size_t)oc * L.in_c * k * k, (size_t)oc, 0);
+}
+
+L2C_API int l2c_model_conv(l2c_model *m, int oc, int k, int s, int pad) { return l2c__model_conv_like(m, L2C_LAYER_CONV, oc, k, s, pad); }
+L2C_API int l2c_model_deconv(l2c_model *m, int oc, int k, int s, int pad) { return l2c__model_conv_like(m, L2C_LAYER_DECONV, oc, k, s, pad); }
+
+L2C_API int l2c_model_batchnorm(l2c_model *m)
+{
+    l2c_layer L;
+    if (!m) return l2c__fail(L2C_EINVAL, "l2c_model_batchnorm: NULL model");
+    L = l2c__next_layer(m, L2C_LAYER_BATCHNORM);
+    return l2c__model_push(m, L, L.in_c, L.in_h, L.in_w, (size_t)L.in_c, (size_t)L.in_c, 2 * (size_t)L.in_c);
+}
+
+static int l2c__model_same_shape(l2c_model *m, int type)
+{
+    l2c_layer L;
+    if (!m) return l2c__fail(L2C_EINVAL, "model: NULL model");
+    L = l2c__next_layer(m, type);
+    return l2c__model_push(m, L, L.in_c, L.in_h, L.in_w, 0, 0, 0);
+}
+
+L2C_API int l2c_model_relu(l2c_model *m) { return l2c__model_same_shape(m, L2C_LAYER_RELU); }
+L2C_API int l2c_model_tanh(l2c_model *m) { return l2c__model_same_shape(m, L2C_LAYER_TANH); }
+
+L2C_API int l2c_model_flatten(l2c_model *m)
+{
+    l2c_layer L;
+    if (!m) return l2c__fail(L2C_EINVAL, "l2c_model_flatten: NULL model");
+    L = l2c__next_layer(m, L2C_LAYER_FLATTEN);
+    return l2c__model_push(m, L, L.in_c * L.in_h * L.in_w, 1, 1, 0, 0, 0);
+}
+
+static int l2c__model_pool(l2c_model *m, int type, int k, int s)
+{
+    l2c_layer L;
+    if (!m || k < 1 || s < 1) return l2c__fail(L2C_EINVAL, "model pooling: impossible window %d / stride %d", k, s);
+    L = l2c__next_layer(m, type);
+    if (k > L.in_h || k > L.in_w) return l2c__fail(L2C_EINVAL, "model pooling: window %d larger than the %dx%d input", k, L.in_h, L.in_w);
+    L.k = k; L.stride = s;
+    return l2c__model_push(m, L, L.in_c, (L.in_h - k) / s + 1, (L.in_w - k) / s + 1, 0, 0, 0);
+}
+
+L2C_API int l2c_model_maxpool(l2c_model *m, int k, int s) { return l2c__model_pool(m, L2C_LAYER_MAXPOOL, k, s); }
+L2C_API int l2c_model_avgpool(l2c_model *m, int k, int s) { return l2c__model_pool(m, L2C_LAYER_AVGPOOL, k, s); }
+
+/* PyTorch's fan_in: weight dimension 1 times the kernel area; for a transposed conv (weight
+   IN x OUT x K x K) that is OUT*K*K. */
+static int l2c__fan_in(const l2c_layer *L)
+{
+    switch (L->type) {
+    case L2C_LAYER_DENSE: return L->in_c * L->in_h * L->in_w;
+    case L2C_LAYER_CONV: return L->in_c * L->k * L->k;
+    case L2C_LAYER_DECONV: return L->out_c * L->k * L->k;
+    default: return 1;
+    }
+}
+
+static void l2c__uniform_fill(l2c_rng *rng, float *p, size_t n, float bound)
+{
+    size_t i;
+    for (i = 0; i < n; i++) p[i] = (2.0f * l2c_rng_uniform(rng) - 1.0f) * bound;
+}
+
+L2C_API void l2c_model_init(l2c_model *m, uint64_t seed)
+{
+    l2c_rng rng;
+    int i;
+    l2c_rng_seed(&rng, seed);
+    for (i = 0; i < m->nlayers; i++) {
+        const l2c_layer *L = &m->layers[i];
+        size_t j;
+        if (L->type == L2C_LAYER_BATCHNORM) {
+            for (j = 0; j < (size_t)L->in_c; j++) {
+                m->params[L->weight + j] = 1.0f;
+                m->params[L->bias + j] = 0.0f;
+                m->buffers[L->running + j] = 0.0f;
+                m->buffers[L->running + L->in_c + j] = 1.0f;
+            }
+        } else if (L->weight_size) {
+            float bound = 1.0f / sqrtf((float)l2c__fan_in(L));
+            l2c__uniform_fill(&rng, m->params + L->weight, L->weight_size, bound);
+            if (L->bias != (size_t)-1) l2c__uniform_fill(&rng, m->params + L->bias, (size_t)L->out_c, bound);
+        }
+    }
+    l2c_model_zero_grad(m);
+}
+
+L2C_API void l2c_model_output_shape(const l2c_model *m, int *c, int *h, int *w)
+{
+    const l2c_layer *L = m->nlayers ? &m->layers[m->nlayers - 1] : NULL;
+    *c = L ? L->out_c : m->in_c;
+    *h = L ? L->out_h : m->in_h;
+    *w = L ? L->out_w : m->in_w;
+}
+
+/* A tape tensor viewing model parameters [off, off + n*c*h*w). */
+static l2c_tensor *l2c__param_view(l2c_tape *t, l2c_model *m, size_t off, int n, int c, int h, int w)
+{
+    l2c_tensor *v = (l2c_tensor *)l2c__alloc(t, sizeof *v);
+    if (!v) return NULL;
+    v->n = n; v->c = c; v->h = h; v->w = w;
+    v->data = m->params + off;
+    v->grad = t->param_grads ? m->grads + off : NULL;
+    return v;
+}
+
+static l2c_tensor *l2c__layer_forward(l2c_tape *t, l2c_model *m, const l2c_layer *L, l2c_tensor *x, int mode)
+{
+    l2c_tensor *W = NULL, *b = NULL;
+    int k = L->k;
+    switch (L->type) {
+    case L2C_LAYER_DENSE:
+        W = l2c__param_view(t, m, L->weight, L->out_c, L->in_c * L->in_h * L->in_w, 1, 1);
+        b = l2c__param_view(t, m, L->bias, L->out_c, 1, 1, 1);
+        return W && b ? l2c_dense(t, x, W, b) : NULL;
+    case L2C_LAYER_CONV:
+        W = l2c__param_view(t, m, L->weight, L->out_c, L->in_c, k, k);
+        b = l2c__param_view(t, m, L->bias, L->out_c, 1, 1, 1);
+        return W && b ? l2c_conv2d(t, x, W, b, L->stride, L->pad) : NULL;
+    case L2C_LAYER_DECONV:
+        W = l2c__param_view(t, m, L->weight, L->in_c, L->out_c, k, k);
+        b = l2c__param_view(t, m, L->bias, L->out_c, 1, 1, 1);
+        return W && b ? l2c_deconv2d(t, x, W, b, L->stride, L->pad) : NULL;
+    case L2C_LAYER_BATCHNORM:
+        W = l2c__param_view(t, m, L->weight, L->in_c, 1, 1, 1);
+        b = l2c__param_view(t, m, L->bias, L->in_c, 1, 1, 1);
+        return W && b ? l2c_batchnorm(t, x, W, b, m->buffers + L->running, m->buffers + L->running + L->in_c,
+                                      mode, m->bn_momentum, m->bn_eps) : NULL;
+    case L2C_LAYER_RELU: return l2c_relu(t, x);
+    case L2C_LAYER_TANH: return l2c_tanh(t, x);
+    case L2C_LAYER_MAXPOOL: return l2c_maxpool(t, x, k, L->stride);
+    case L2C_LAYER_AVGPOOL: return l2c_avgpool(t, x, k, L->stride);
+    case L2C_LAYER_FLATTEN: return l2c_flatten(t, x);
+    default: (void)l2c__fail(L2C_EINVAL, "model: unknown layer type %d", L->type); return NULL;
+    }
+}
+
+L2C_API l2c_tensor *l2c_model_forward(l2c_tape *t, l2c_model *m, l2c_tensor *x, int mode)
+{
+    int i;
+    if (!t || !m || !x) { (void)l2c__fail(L2C_EINVAL, "l2c_model_forward: NULL argument"); return NULL; }
+    if (x->c != m->in_c || x->h != m->in_h || x->w != m->in_w) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_model_forward: the model takes %dx%dx%d samples, got %dx%dx%d",
+                        m->in_c, m->in_h, m->in_w, x->c, x->h, x->w);
+        return NULL;
+    }
+    for (i = 0; i < m->nlayers && x; i++) x = l2c__layer_forward(t, m, &m->layers[i], x, mode);
+    return x;
+}
+
+L2C_API void l2c_model_zero_grad(l2c_model *m)
+{
+    if (m->nparams) memset(m->grads, 0, m->nparams * sizeof(float));
+}
+
+static int l2c__argmax(const float *z, int k)
+{
+    int j, best = 0;
+    for (j = 1; j < k; j++) if (z[j] > z[best]) best = j;
+    return best;
+}
+
+L2C_API int l2c_model_predict(l2c_model *m, l2c_tape *t, const float *x, int n, int batch, uint8_t *pred)
+{
+    size_t per;
+    int i;
+    if (!m || !t || !x || !pred || n < 0 || batch < 1) return l2c__fail(L2C_EINVAL, "l2c_model_predict: bad argument");
+    per = (size_t)m->in_c * m->in_h * m->in_w;
+    for (i = 0; i < n; i += batch) {
+        int b = n - i < batch ? n - i : batch, j, k;
+        l2c_tensor *in, *out;
+        l2c_tape_reset(t);
+        in = l2c_tape_input(t, b, m->in_c, m->in_h, m->in_w, x + (size_t)i * per, 0);
+        out = in ? l2c_model_forward(t, m, in, L2C_EVAL) : NULL;
+        if (!out) return L2C_EINVAL;
+        k = (int)l2c__sample(out);
+        if (k > 256) return l2c__fail(L2C_EINVAL, "l2c_model_predict: %d outputs; at most 256 classes", k);
+        for (j = 0; j < b; j++) pred[i + j] = (uint8_t)l2c__argmax(out->data + (size_t)j * k, k);
+    }
+    l2c_tape_reset(t);
+    return L2C_OK;
+}
+
+L2C_API int l2c_model_same_arch(const l2c_model *a, const l2c_model *b)
+{
+    int i;
+    if (!a || !b || a->nlayers != b->nlayers || a->in_c != b->in_c || a->in_h != b->in_h || a->in_w != b->in_w ||
+        a->nparams != b->nparams || a->nbuffers != b->nbuffers) return 0;
+    for (i = 0; i < a->nlayers; i++) {
+        const l2c_layer *p = &a->layers[i], *q = &b->layers[i];
+        if (p->type != q->type || p->k != q->k || p->stride != q->stride || p->pad != q->pad ||
+            p->out_c != q->out_c || p->out_h != q->out_h || p->out_w != q->out_w) return 0;
+    }
+    return 1;
+}
+
+L2C_API int l2c_model_copy(l2c_model *dst, const l2c_model *src)
+{
+    if (!l2c_model_same_arch(dst, src)) return l2c__fail(L2C_EINVAL, "l2c_model_copy: the models differ in architecture");
+    if (dst == src) return L2C_OK;
+    memcpy(dst->params, src->params, src->nparams * sizeof(float));
+    memcpy(dst->buffers, src->buffers, src->nbuffers * sizeof(float));
+    dst->bn_momentum = src->bn_momentum;
+    dst->bn_eps = src->bn_eps;
+    return L2C_OK;
+}
+
+L2C_API l2c_model *l2c_model_clone(const l2c_model *src)
+{
+    l2c_model *m;
+    size_t p_off, b_off;
+    if (!src) return (l2c_model *)l2c__fail_null(L2C_EINVAL, "%s: NULL model", "l2c_model_clone");
+    m = l2c_model_new(src->in_c, src->in_h, src->in_w);
+    if (!m) return NULL;
+    if (l2c__model_grow(m, src->nparams, src->nbuffers, &p_off, &b_off)) { l2c_model_free(m); return NULL; }
+    memcpy(m->layers, src->layers, sizeof src->layers);
+    m->nlayers = src->nlayers;
+    (void)l2c_model_copy(m, src);
+    return m;
+}
+
+/* -- serialisation helpers: explicit little-endian fields, so files move between machines */
+
+typedef struct l2c__buf { uint8_t *p; size_t len, cap; int failed; } l2c__buf;
+
+static void l2c__put(l2c__buf *b, const void *src, size_t n)
+{
+    if (b->failed) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        uint8_t *p;
+        while (cap < b->len + n) cap *= 2;
+        p = (uint8_t *)L2C_REALLOC(b->p, cap);
+        if (!p) { b->failed = 1; return; }
+        b->p = p; b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static void l2c__put_u32(l2c__buf *b, uint32_t v)
+{
+    uint8_t s[4];
+    s[0] = (uint8_t)v; s[1] = (uint8_t)(v >> 8); s[2] = (uint8_t)(v >> 16); s[3] = (uint8_t)(v >> 24);
+    l2c__put(b, s, 4);
+}
+
+static void l2c__put_u64(l2c__buf *b, uint64_t v) { l2c__put_u32(b, (uint32_t)v); l2c__put_u32(b, (uint32_t)(v >> 32)); }
+
+static void l2c__put_floats(l2c__buf *b, const float *f, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) { uint32_t u; memcpy(&u, &f[i], 4); l2c__put_u32(b, u); }
+}
+
+static uint32_t l2c__get_u32(const uint8_t *s) { return (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24; }
+
+static void l2c__get_floats(const uint8_t *s, float *f, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) { uint32_t u = l2c__get_u32(s + 4 * i); memcpy(&f[i], &u, 4); }
+}
+
+/* FNV-1a, 32 bits: catches corruption, not tampering. */
+static uint32_t l2c__checksum(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < n; i++) { h ^= p[i]; h *= 16777619u; }
+    return h;
+}
+
+/* Appends the checksum of everything so far, writes atomically and frees the buffer. */
+static int l2c__buf_commit(l2c__buf *b, const char *path)
+{
+    int rc;
+    if (!b->failed) l2c__put_u32(b, l2c__checksum(b->p, b->len));
+    rc = b->failed ? l2c__fail(L2C_ENOMEM, "%s: out of memory while serialising", path)
+                   : l2c_write_file_atomic(path, b->p, b->len);
+    L2C_FREE(b->p);
+    return rc;
+}
+
+/* Reads a whole file of at most max_len bytes. */
+static int l2c__read_file(const char *path, uint8_t **data, size_t *len, size_t max_len)
+{
+    FILE *f;
+    long size;
+    *data = NULL; *len = 0;
+    if (!path) return l2c__fail(L2C_EINVAL, "NULL path");
+    f = fopen(path, "rb");
+    if (!f) return l2c__fail(L2C_EIO, "%s: cannot open for reading", path);
+    if (fseek(f, 0, SEEK_END) || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+        fclose(f);
+        return l2c__fail(L2C_EIO, "%s: cannot determine the file size", path);
+    }
+    if ((unsigned long)size > max_len) {
+        fclose(f);
+        return l2c__fail(L2C_EFORMAT, "%s: %ld bytes, more than the %lu expected", path, size, (unsigned long)max_len);
+    }
+    *data = (uint8_t *)L2C_MALLOC((size_t)size + 1);
+    if (!*data) { fclose(f); return l2c__fail(L2C_ENOMEM, "%s: out of memory", path); }
+    if (fread(*data, 1, (size_t)size, f) != (size_t)size) {
+        fclose(f); L2C_FREE(*data); *data = NULL;
+        return l2c__fail(L2C_EIO, "%s: read error", path);
+    }
+    fclose(f);
+    *len = (size_t)size;
+    return L2C_OK;
+}
+
+/* Checks length and trailing checksum of a file image made by l2c__buf_commit. */
+static int l2c__verify(const char *path, const uint8_t *p, size_t len, size_t expected, const char *magic)
+{
+    if (len < 8 || memcmp(p, magic, 4) != 0) return l2c__fail(L2C_EFORMAT, "%s: not a %s file (bad magic)", path, magic);
+    if (l2c__get_u32(p + 4) != 1) return l2c__fail(L2C_EFORMAT, "%s: unsupported format version %u", path, (unsigned)l2c__get_u32(p + 4));
+    if (len != expected)
+        return l2c__fail(L2C_EFORMAT, "%s: %lu bytes where this model/state needs %lu: another architecture, or truncated",
+                         path, (unsigned long)len, (unsigned long)expected);
+    if (l2c__checksum(p, len - 4) != l2c__get_u32(p + len - 4)) return l2c__fail(L2C_EFORMAT, "%s: checksum mismatch (corrupted file)", path);
+    return L2C_OK;
+}
+
+static void l2c__put_arch(l2c__buf *b, const l2c_model *m)
+{
+    int i;
+    l2c__put_u32(b, (uint32_t)m->in_c); l2c__put_u32(b, (uint32_t)m->in_h); l2c__put_u32(b, (uint32_t)m->in_w);
+    l2c__put_u32(b, (uint32_t)m->nlayers);
+    for (i = 0; i < m->nlayers; i++) {
+        const l2c_layer *L = &m->layers[i];
+        l2c__put_u32(b, (uint32_t)L->type); l2c__put_u32(b, (uint32_t)L->k);
+        l2c__put_u32(b, (uint32_t)L->stride); l2c__put_u32(b, (uint32_t)L->pad);
+        l2c__put_u32(b, (uint32_t)L->out_c); l2c__put_u32(b, (uint32_t)L->out_h); l2c__put_u32(b, (uint32_t)L->out_w);
+    }
+    l2c__put_u64(b, m->nparams);
+    l2c__put_u64(b, m->nbuffers);
+}
+
+static void l2c__put_state(l2c__buf *b, const l2c_model *m)
+{
+    l2c__put_floats(b, m->params, m->nparams);
+    l2c__put_floats(b, m->buffers, m->nbuffers);
+}
+
+static size_t l2c__arch_bytes(const l2c_model *m) { return 16 + 28 * (size_t)m->nlayers + 16; }
+static size_t l2c__state_bytes(const l2c_model *m) { return 4 * (m->nparams + m->nbuffers); }
+
+/* Compares the architecture record at p with m's. */
+static int l2c__check_arch(const char *path, const uint8_t *p, const l2c_model *m)
+{
+    l2c__buf b;
+    int same;
+    memset(&b, 0, sizeof b);
+    l2c__put_arch(&b, m);
+    if (b.failed) return l2c__fail(L2C_ENOMEM, "out of memory");
+    same = memcmp(b.p, p, b.len) == 0;
+    L2C_FREE(b.p);
+    return same ? L2C_OK : l2c__fail(L2C_EFORMAT, "%s: the checkpoint is of another architecture", path);
+}
+
+L2C_API int l2c_model_save(const l2c_model *m, const char *path)
+{
+    l2c__buf b;
+    if (!m || !path) return l2c__fail(L2C_EINVAL, "l2c_model_save: NULL argument");
+    memset(&b, 0, sizeof b);
+    l2c__put(&b, "L2CM", 4);
+    l2c__put_u32(&b, 1);
+    l2c__put_arch(&b, m);
+    l2c__put_state(&b, m);
+    return l2c__buf_commit(&b, path);
+}
+
+L2C_API int l2c_model_load(l2c_model *m, const char *path)
+{
+    uint8_t *p;
+    size_t len, expected;
+    int rc;
+    if (!m || !path) return l2c__fail(L2C_EINVAL, "l2c_model_load: NULL argument");
+    expected = 8 + l2c__arch_bytes(m) + l2c__state_bytes(m) + 4;
+    rc = l2c__read_file(path, &p, &len, expected);
+    if (rc) return rc;
+    rc = l2c__verify(path, p, len, expected, "L2CM");
+    if (!rc) rc = l2c__check_arch(path, p + 8, m);
+    if (!rc) {
+        const uint8_t *s = p + 8 + l2c__arch_bytes(m);
+        l2c__get_floats(s, m->params, m->nparams);
+        l2c__get_floats(s + 4 * m->nparams, m->buffers, m->nbuffers);
+    }
+    L2C_FREE(p);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- 6. optimisers --------------- */
+
+L2C_API int l2c_sgd_init(l2c_sgd *opt, const l2c_model *m, float lr, float momentum, float weight_decay)
+{
+    if (!opt || !m) return l2c__fail(L2C_EINVAL, "l2c_sgd_init: NULL argument");
+    if (!(lr > 0.0f) || !(momentum >= 0.0f && momentum < 1.0f) || !(weight_decay >= 0.0f))
+        return l2c__fail(L2C_EINVAL, "l2c_sgd_init: need lr > 0, momentum in [0, 1), weight decay >= 0");
+    memset(opt, 0, sizeof *opt);
+    opt->lr = lr; opt->momentum = momentum; opt->weight_decay = weight_decay;
+    opt->n = m->nparams;
+    if (momentum > 0.0f && !(opt->velocity = (float *)l2c__calloc(m->nparams * sizeof(float)))) return L2C_ENOMEM;
+    return L2C_OK;
+}
+
+/* PyTorch's rule: g += wd*p; v = mu*v + g; p -= lr*v. */
+L2C_API void l2c_sgd_step(l2c_sgd *opt, l2c_model *m)
+{
+    size_t i, n = opt->n < m->nparams ? opt->n : m->nparams;
+    float lr = opt->lr, mu = opt->momentum, wd = opt->weight_decay;
+    float *p = m->params, *g = m->grads, *v = opt->velocity;
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) {
+        float d = g[i] + wd * p[i];
+        if (v) d = v[i] = mu * v[i] + d;
+        p[i] -= lr * d;
+    }
+}
+
+L2C_API void l2c_sgd_free(l2c_sgd *opt) { if (opt) { L2C_FREE(opt->velocity); opt->velocity = NULL; } }
+
+L2C_API int l2c_adam_init(l2c_adam *opt, const l2c_model *m, float lr, float beta1, float beta2,
+                          float eps, int amsgrad)
+{
+    size_t bytes;
+    if (!opt || !m) return l2c__fail(L2C_EINVAL, "l2c_adam_init: NULL argument");
+    if (!(lr > 0.0f) || !(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f) || !(eps > 0.0f))
+        return l2c__fail(L2C_EINVAL, "l2c_adam_init: need lr > 0, betas in [0, 1), eps > 0");
+    memset(opt, 0, sizeof *opt);
+    opt->lr = lr; opt->beta1 = beta1; opt->beta2 = beta2; opt->eps = eps; opt->amsgrad = amsgrad;
+    opt->n = m->nparams;
+    bytes = m->nparams * sizeof(float);
+    opt->m = (float *)l2c__calloc(bytes);
+    opt->v = (float *)l2c__calloc(bytes);
+    opt->vmax = amsgrad ? (float *)l2c__calloc(bytes) : NULL;
+    if (!opt->m || !opt->v || (amsgrad && !opt->vmax)) { l2c_adam_free(opt); return L2C_ENOMEM; }
+    return L2C_OK;
+}
+
+L2C_API void l2c_adam_step(l2c_adam *opt, l2c_model *m)
+{
+    size_t i, n = opt->n < m->nparams ? opt->n : m->nparams;
+    float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps, wd = opt->weight_decay;
+    float *p = m->params, *g = m->grads, *mm = opt->m, *vv = opt->v, *vmax = opt->vmax;
+    double bc1, bc2;
+    float step_size, inv_sqrt_bc2;
+    opt->step++;
+    bc1 = 1.0 - pow(b1, (double)opt->step);
+    bc2 = 1.0 - pow(b2, (double)opt->step);
+    step_size = (float)(opt->lr / bc1);
+    inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) {
+        float gi = g[i] + wd * p[i], vi;
+        mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
+        vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
+        vi = vv[i];
+        if (vmax) { if (vi > vmax[i]) vmax[i] = vi; vi = vmax[i]; }
+        p[i] -= step_size * mm[i] / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+    }
+}
+
+L2C_API void l2c_adam_free(l2c_adam *opt)
+{
+    if (!opt) return;
+    L2C_FREE(opt->m); L2C_FREE(opt->v); L2C_FREE(opt->vmax);
+    opt->m = opt->v = opt->vmax = NULL;
+}
+
+static void l2c__put_adam(l2c__buf *b, const l2c_adam *opt)
+{
+    l2c__put_u64(b, opt->n);
+    l2c__put_u64(b, (uint64_t)opt->step);
+    l2c__put_u32(b, (uint32_t)(opt->vmax != NULL));
+    l2c__put_floats(b, opt->m, opt->n);
+    l2c__put_floats(b, opt->v, opt->n);
+    if (opt->vmax) l2c__put_floats(b, opt->vmax, opt->n);
+}
+
+static size_t l2c__adam_bytes(const l2c_adam *opt) { return 20 + 4 * opt->n * (opt->vmax ? 3 : 2); }
+
+/* Reads what l2c__put_adam wrote, after checking it matches opt's size and kind. */
+static int l2c__get_adam(const char *path, const uint8_t *s, l2c_adam *opt)
+{
+    uint64_t n = l2c__get_u32(s) | (uint64_t)l2c__get_u32(s + 4) << 32;
+    if (n != opt->n || (l2c__get_u32(s + 16) != 0) != (opt->vmax != NULL))
+        return l2c__fail(L2C_EFORMAT, "%s: optimiser state of another size or kind", path);
+    opt->step = (long)(l2c__get_u32(s + 8) | (uint64_t)l2c__get_u32(s + 12) << 32);
+    s += 20;
+    l2c__get_floats(s, opt->m, opt->n);
+    l2c__get_floats(s + 4 * opt->n, opt->v, opt->n);
+    if (opt->vmax) l2c__get_floats(s + 8 * opt->n, opt->vmax, opt->n);
+    return L2C_OK;
+}
+
+L2C_API int l2c_adam_save(const l2c_adam *opt, const char *path)
+{
+    l2c__buf b;
+    if (!opt || !path) return l2c__fail(L2C_EINVAL, "l2c_adam_save: NULL argument");
+    memset(&b, 0, sizeof b);
+    l2c__put(&b, "L2CO", 4);
+    l2c__put_u32(&b, 1);
+    l2c__put_adam(&b, opt);
+    return l2c__buf_commit(&b, path);
+}
+
+L2C_API int l2c_adam_load(l2c_adam *opt, const char *path)
+{
+    uint8_t *p;
+    size_t len, expected;
+    int rc;
+    if (!opt || !path) return l2c__fail(L2C_EINVAL, "l2c_adam_load: NULL argument");
+    expected = 8 + l2c__adam_bytes(opt) + 4;
+    rc = l2c__read_file(path, &p, &len, expected);
+    if (rc) return rc;
+    rc = l2c__verify(path, p, len, expected, "L2CO");
+    if (!rc) rc = l2c__get_adam(path, p + 8, opt);
+    L2C_FREE(p);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- 7. data ---------------------- */
+
+L2C_API int l2c_write_file_atomic(const char *path, const void *data, size_t n)
+{
+    char *tmp;
+    size_t plen;
+    FILE *f;
+    int ok;
+    if (!path || (!data && n)) return l2c__fail(L2C_EINVAL, "l2c_write_file_atomic: NULL argument");
+    plen = strlen(path);
+    tmp = (char *)L2C_MALLOC(plen + 16);
+    if (!tmp) return l2c__fail(L2C_ENOMEM, "%s: out of memory", path);
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".l2c-tmp", 9);
+    f = fopen(tmp, "wb");
+    if (!f) { L2C_FREE(tmp); return l2c__fail(L2C_EIO, "%s: cannot create the file (directory missing or not writable?)", path); }
+    ok = fwrite(data, 1, n, f) == n;
+    ok = (fflush(f) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (ok && rename(tmp, path) == 0) { L2C_FREE(tmp); return L2C_OK; }
+    remove(tmp);
+    L2C_FREE(tmp);
+    return l2c__fail(L2C_EIO, "%s: write failed (disk full or not writable); the old file, if any, is untouched", path);
+}
+
+static uint32_t l2c__get_be32(const uint8_t *s) { return (uint32_t)s[0] << 24 | (uint32_t)s[1] << 16 | (uint32_t)s[2] << 8 | s[3]; }
+
+/* Reads and checks the IDX header: magic, rank, and sizes against the real file length. */
+static int l2c__idx_header(FILE *f, const char *path, long file_len, l2c_idx *out)
+{
+    uint8_t h[20];
+    double count = 1.0;
+    int i;
+    if (file_len < 4 || fread(h, 1, 4, f) != 4) return l2c__fail(L2C_EFORMAT, "%s: too short for an IDX header", path);
+    if (h[0] != 0 || h[1] != 0) return l2c__fail(L2C_EFORMAT, "%s: bad IDX magic %02x%02x%02x%02x", path, h[0], h[1], h[2], h[3]);
+    if (h[2] != 0x08) return l2c__fail(L2C_EFORMAT, "%s: IDX data type 0x%02x; only unsigned bytes (0x08) are supported", path, h[2]);
+    if (h[3] < 1 || h[3] > 4) return l2c__fail(L2C_EFORMAT, "%s: IDX rank %d; 1 to 4 supported", path, h[3]);
+    out->ndim = h[3];
+    if (file_len < 4 + 4L * out->ndim || fread(h + 4, 4, (size_t)out->ndim, f) != (size_t)out->ndim)
+        return l2c__fail(L2C_EFORMAT, "%s: truncated IDX header", path);
+    for (i = 0; i < out->ndim; i++) {
+        uint32_t d = l2c__get_be32(h + 4 + 4 * i);
+        if (d == 0 || d > 0x7FFFFFFFu) return l2c__fail(L2C_EFORMAT, "%s: IDX dimension %d is %lu", path, i, (unsigned long)d);
+        out->dims[i] = (int)d;
+        count *= (double)d;
+    }
+    if (count != (double)(file_len - 4 - 4L * out->ndim))
+        return l2c__fail(L2C_EFORMAT, "%s: the header promises %.0f bytes of data but the file holds %ld (truncated or lying header)",
+                         path, count, file_len - 4 - 4L * out->ndim);
+    out->count = (size_t)count;
+    return L2C_OK;
+}
+
+L2C_API int l2c_idx_read(const char *path, l2c_idx *out)
+{
+    FILE *f;
+    long len;
+    int rc;
+    if (!path || !out) return l2c__fail(L2C_EINVAL, "l2c_idx_read: NULL argument");
+    memset(out, 0, sizeof *out);
+    f = fopen(path, "rb");
+    if (!f) return l2c__fail(L2C_EIO, "%s: cannot open for reading", path);
+    if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) { fclose(f); return l2c__fail(L2C_EIO, "%s: cannot seek", path); }
+    rc = l2c__idx_header(f, path, len, out);
+    if (!rc && !(out->data = (uint8_t *)L2C_MALLOC(out->count))) rc = l2c__fail(L2C_ENOMEM, "%s: out of memory", path);
+    if (!rc && fread(out->data, 1, out->count, f) != out->count) rc = l2c__fail(L2C_EIO, "%s: read error", path);
+    fclose(f);
+    if (rc) l2c_idx_free(out);
+    return rc;
+}
+
+L2C_API int l2c_idx_write(const char *path, const l2c_idx *idx)
+{
+    uint8_t *buf;
+    size_t head, i, count = 1;
+    int rc, d;
+    if (!path || !idx || !idx->data) return l2c__fail(L2C_EINVAL, "l2c_idx_write: NULL argument");
+    if (idx->ndim < 1 || idx->ndim > 4) return l2c__fail(L2C_EINVAL, "l2c_idx_write: rank %d; 1 to 4 supported", idx->ndim);
+    for (d = 0; d < idx->ndim; d++) {
+        if (idx->dims[d] < 1) return l2c__fail(L2C_EINVAL, "l2c_idx_write: dimension %d is %d", d, idx->dims[d]);
+        count *= (size_t)idx->dims[d];
+    }
+    if (count != idx->count) return l2c__fail(L2C_EINVAL, "l2c_idx_write: dimensions give %lu items, count says %lu",
+                                              (unsigned long)count, (unsigned long)idx->count);
+    head = 4 + 4 * (size_t)idx->ndim;
+    buf = (uint8_t *)L2C_MALLOC(head + count);
+    if (!buf) return l2c__fail(L2C_ENOMEM, "%s: out of memory", path);
+    buf[0] = 0; buf[1] = 0; buf[2] = 0x08; buf[3] = (uint8_t)idx->ndim;
+    for (d = 0; d < idx->ndim; d++)
+        for (i = 0; i < 4; i++) buf[4 + 4 * d + i] = (uint8_t)((uint32_t)idx->dims[d] >> (24 - 8 * i));
+    memcpy(buf + head, idx->data, count);
+    rc = l2c_write_file_atomic(path, buf, head + count);
+    L2C_FREE(buf);
+    return rc;
+}
+
+L2C_API void l2c_idx_free(l2c_idx *idx)
+{
+    if (!idx) return;
+    L2C_FREE(idx->data);
+    idx->data = NULL;
+    idx->count = 0;
+}
+
+L2C_API int l2c_dataset_load(l2c_dataset *ds, const char *images_path, const char *labels_path, int nclasses)
+{
+    l2c_idx im, lb;
+    size_t i;
+    int rc;
+    if (!ds) return l2c__fail(L2C_EINVAL, "l2c_dataset_load: NULL argument");
+    memset(ds, 0, sizeof *ds);
+    if (nclasses < 1 || nclasses > 256) return l2c__fail(L2C_EINVAL, "l2c_dataset_load: %d classes; 1 to 256 supported", nclasses);
+    if ((rc = l2c_idx_read(images_path, &im))) return rc;
+    if ((rc = l2c_idx_read(labels_path, &lb))) { l2c_idx_free(&im); return rc; }
+    if (im.ndim != 3 && im.ndim != 4) rc = l2c__fail(L2C_EFORMAT, "%s: images must be N x H x W or N x C x H x W, not rank %d", images_path, im.ndim);
+    else if (lb.ndim != 1) rc = l2c__fail(L2C_EFORMAT, "%s: labels must be a rank-1 IDX file, not rank %d", labels_path, lb.ndim);
+    else if (lb.dims[0] != im.dims[0]) rc = l2c__fail(L2C_EFORMAT, "%d images in %s but %d labels in %s", im.dims[0], images_path, lb.dims[0], labels_path);
+    for (i = 0; !rc && i < lb.count; i++)
+        if (lb.data[i] >= nclasses) rc = l2c__fail(L2C_EFORMAT, "%s: label %d of sample %lu is not below %d", labels_path, lb.data[i], (unsigned long)i, nclasses);
+    if (rc) { l2c_idx_free(&im); l2c_idx_free(&lb); return rc; }
+    ds->n = im.dims[0];
+    ds->c = im.ndim == 4 ? im.dims[1] : 1;
+    ds->h = im.dims[im.ndim - 2];
+    ds->w = im.dims[im.ndim - 1];
+    ds->nclasses = nclasses;
+    ds->images = im.data;
+    ds->labels = lb.data;
+    return L2C_OK;
+}
+
+L2C_API int l2c_dataset_save(const l2c_dataset *ds, const char *images_path, const char *labels_path)
+{
+    l2c_idx im, lb;
+    int rc;
+    if (!ds || !ds->images || !ds->labels) return l2c__fail(L2C_EINVAL, "l2c_dataset_save: empty data set");
+    memset(&im, 0, sizeof im);
+    memset(&lb, 0, sizeof lb);
+    im.ndim = ds->c == 1 ? 3 : 4;
+    im.dims[0] = ds->n;
+    if (ds->c == 1) { im.dims[1] = ds->h; im.dims[2] = ds->w; }
+    else { im.dims[1] = ds->c; im.dims[2] = ds->h; im.dims[3] = ds->w; }
+    im.count = (size_t)ds->n * ds->c * ds->h * ds->w;
+    im.data = ds->images;
+    lb.ndim = 1; lb.dims[0] = ds->n; lb.count = (size_t)ds->n; lb.data = ds->labels;
+    rc = l2c_idx_write(images_path, &im);
+    return rc ? rc : l2c_idx_write(labels_path, &lb);
+}
+
+L2C_API void l2c_dataset_free(l2c_dataset *ds)
+{
+    if (!ds) return;
+    L2C_FREE(ds->images);
+    L2C_FREE(ds->labels);
+    ds->images = ds->labels = NULL;
+    ds->n = 0;
+}
+
+L2C_API void l2c_dataset_gather(const l2c_dataset *ds, const int *idx, int count, float *x, uint8_t *labels)
+{
+    size_t per = (size_t)ds->c * ds->h * ds->w, j;
+    int i;
+    for (i = 0; i < count; i++) {
+        const uint8_t *src = ds->images + (size_t)idx[i] * per;
+        for (j = 0; j < per; j++) x[(size_t)i * per + j] = (float)src[j] * (1.0f / 255.0f);
+        if (labels) labels[i] = ds->labels[idx[i]];
+    }
+}
+
+static void l2c__shuffle(l2c_batcher *b)
+{
+    int i;
+    for (i = b->n - 1; i > 0; i--) {
+        int j = (int)l2c_rng_below(&b->rng, (uint32_t)i + 1), t = b->order[i];
+        b->order[i] = b->order[j];
+        b->order[j] = t;
+    }
+}
+
+L2C_API int l2c_batcher_init(l2c_batcher *b, int n, int batch, int shuffle, uint64_t seed)
+{
+    int i;
+    if (!b || n < 1 || batch < 1) return l2c__fail(L2C_EINVAL, "l2c_batcher_init: need n >= 1 and batch >= 1");
+    memset(b, 0, sizeof *b);
+    b->order = (int *)l2c__calloc((size_t)n * sizeof(int));
+    if (!b->order) return L2C_ENOMEM;
+    b->n = n; b->batch = batch; b->shuffle = shuffle;
+    l2c_rng_seed(&b->rng, seed);
+    for (i = 0; i < n; i++) b->order[i] = i;
+    if (shuffle) l2c__shuffle(b);
+    return L2C_OK;
+}
+
+L2C_API int l2c_batcher_next(l2c_batcher *b, const int **idx)
+{
+    int count;
+    if (b->pos >= b->n) {
+        b->pos = 0;
+        if (b->shuffle) l2c__shuffle(b);
+        return 0;
+    }
+    count = b->n - b->pos < b->batch ? b->n - b->pos : b->batch;
+    *idx = b->order + b->pos;
+    b->pos += count;
+    return count;
+}
+
+L2C_API void l2c_batcher_free(l2c_batcher *b) { if (b) { L2C_FREE(b->order); b->order = NULL; } }
+
+/* ---------------------------------------------------------------- 9. the attack --------------- */
+
+/* Reference models. Each builder step returns 0 on success, so a chain of them is one `||`. */
+static l2c_model *l2c__finish_model(l2c_model *m, int failed, uint64_t seed)
+{
+    if (failed) { l2c_model_free(m); return NULL; }
+    l2c_model_init(m, seed);
+    return m;
+}
+
+L2C_API l2c_model *l2c_mnist_victim(int width_percent, uint64_t seed)
+{
+    int c1 = 20 * width_percent / 100, c2 = 50 * width_percent / 100, h = 500 * width_percent / 100;
+    l2c_model *m;
+    if (c1 < 1 || c2 < 1 || h < 1) return (l2c_model *)l2c__fail_null(L2C_EINVAL, "%s: width_percent too small", "l2c_mnist_victim");
+    m = l2c_model_new(1, 28, 28);
+    if (!m) return NULL;
+    return l2c__finish_model(m,
+        l2c_model_conv(m, c1, 5, 1, 0) || l2c_model_batchnorm(m) || l2c_model_relu(m) || l2c_model_avgpool(m, 2, 2) ||
+        l2c_model_conv(m, c2, 5, 1, 0) || l2c_model_batchnorm(m) || l2c_model_relu(m) || l2c_model_avgpool(m, 2, 2) ||
+        l2c_model_flatten(m) || l2c_model_dense(m, h) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||
+        l2c_model_dense(m, 10) || l2c_model_batchnorm(m), seed);
+}
+
+L2C_API l2c_model *l2c_mnist_generator(uint64_t seed)
+{
+    l2c_model *m = l2c_model_new(1, 28, 28);
+    if (!m) return NULL;
+    return l2c__finish_model(m,
+        l2c_model_conv(m, 16, 3, 3, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) || l2c_model_maxpool(m, 2, 2) ||
+        l2c_model_conv(m, 64, 3, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) || l2c_model_maxpool(m, 2, 1) ||
+        l2c_model_deconv(m, 128, 3, 2, 0) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||
+        l2c_model_deconv(m, 64, 5, 3, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||
+        l2c_model_deconv(m, 1, 2, 2, 1) || l2c_model_batchnorm(m) || l2c_model_tanh(m), seed);
+}
+
+L2C_API l2c_model *l2c_mnist_autoencoder(uint64_t seed)
+{
+    l2c_model *m = l2c_model_new(1, 28, 28);
+    if (!m) return NULL;
+    return l2c__finish_model(m,
+        l2c_model_conv(m, 16, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||    /* 28 -> 14 */
+        l2c_model_conv(m, 32, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||    /* 14 -> 7 */
+        l2c_model_conv(m, 64, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||    /* 7 -> 6 */
+        l2c_model_conv(m, 128, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||   /* 6 -> 5 */
+        l2c_model_deconv(m, 64, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||  /* 5 -> 6 */
+        l2c_model_deconv(m, 32, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||  /* 6 -> 7 */
+        l2c_model_deconv(m, 16, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||  /* 7 -> 14 */
+        l2c_model_deconv(m, 1, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_tanh(m), seed); /* 14 -> 28 */
+}
+
+#endif /* L2C_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the learn2confuse authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+------------------------------------------------------------------------------
+*/
