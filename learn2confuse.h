@@ -419,6 +419,9 @@ L2C_API int l2c_attack_step(l2c_attack *a, const float *x, const uint8_t *labels
 /* Runs trials until cfg.trials are complete (or the progress callback asks to stop). A trial in
    progress when stopped is not counted: resume from l2c_attack_save. */
 L2C_API int l2c_attack_run(l2c_attack *a);
+/* Runs exactly one trial (a fresh victim, steps_per_trial steps, then xi <- xi'). Returns 1 if the
+   progress callback stopped it (the trial is then not counted), 0 when complete, <0 on error. */
+L2C_API int l2c_attack_run_trial(l2c_attack *a);
 /* Completed trials so far. */
 L2C_API int l2c_attack_trials_done(const l2c_attack *a);
 /* The frozen generator (the one to release poisons with). */
@@ -2402,6 +2405,363 @@ L2C_API l2c_model *l2c_mnist_autoencoder(uint64_t seed)
         l2c_model_deconv(m, 32, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||  /* 6 -> 7 */
         l2c_model_deconv(m, 16, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||  /* 7 -> 14 */
         l2c_model_deconv(m, 1, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_tanh(m), seed); /* 14 -> 28 */
+}
+
+/* -- the attack */
+
+struct l2c_attack {
+    l2c_attack_config cfg;
+    const l2c_dataset *train;
+    l2c_model *frozen, *trainable;   /* generator copies xi and xi' */
+    l2c_model *victim, *probe;       /* theta, and a scratch victim for theta' and theta +- r v */
+    l2c_adam adam;
+    l2c_sgd sgd;
+    l2c_tape *gen_tape, *vic_tape;
+    float *x, *seed_grad, *grad_plus;   /* batch-sized buffers */
+    uint8_t *y;
+    l2c_batcher order;
+    int trials_done;
+    double started;
+};
+
+L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses)
+{
+    int k;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->eps = 0.3f;
+    cfg->victim_lr = 0.01f;
+    cfg->gen_lr = 1e-3f;
+    cfg->batch = 64;
+    cfg->trials = 4;
+    cfg->steps_per_trial = 0;
+    cfg->fd_radius = 0.01f;
+    cfg->seed = 1;
+    if (nclasses < 1 || nclasses > L2C_MAX_CLASSES) nclasses = 10;
+    for (k = 0; k < nclasses; k++) cfg->label_map[k] = (k + 1) % nclasses;
+}
+
+static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, const l2c_model *v, const l2c_dataset *d)
+{
+    int c, h, w, k;
+    if (!cfg || !g || !v || !d || !d->images) return l2c__fail(L2C_EINVAL, "l2c_attack_new: NULL argument");
+    if (!(cfg->eps > 0.0f && cfg->eps <= 1.0f)) return l2c__fail(L2C_EINVAL, "attack: eps %g is outside (0, 1]", cfg->eps);
+    if (!(cfg->victim_lr > 0.0f) || !(cfg->gen_lr > 0.0f) || !(cfg->fd_radius > 0.0f))
+        return l2c__fail(L2C_EINVAL, "attack: learning rates and fd_radius must be positive");
+    if (cfg->batch < 2 || cfg->batch > d->n) return l2c__fail(L2C_EINVAL, "attack: batch %d must be in [2, %d samples]", cfg->batch, d->n);
+    if (cfg->trials < 1 || cfg->steps_per_trial < 0) return l2c__fail(L2C_EINVAL, "attack: need trials >= 1 and steps_per_trial >= 0");
+    l2c_model_output_shape(g, &c, &h, &w);
+    if (g->in_c != d->c || g->in_h != d->h || g->in_w != d->w || c != d->c || h != d->h || w != d->w)
+        return l2c__fail(L2C_EINVAL, "attack: the generator maps %dx%dx%d to %dx%dx%d; the data is %dx%dx%d",
+                         g->in_c, g->in_h, g->in_w, c, h, w, d->c, d->h, d->w);
+    if (v->in_c != d->c || v->in_h != d->h || v->in_w != d->w)
+        return l2c__fail(L2C_EINVAL, "attack: the victim takes %dx%dx%d samples; the data is %dx%dx%d", v->in_c, v->in_h, v->in_w, d->c, d->h, d->w);
+    l2c_model_output_shape(v, &c, &h, &w);
+    if (c * h * w != d->nclasses) return l2c__fail(L2C_EINVAL, "attack: the victim has %d outputs for %d classes", c * h * w, d->nclasses);
+    for (k = 0; cfg->targeted && k < d->nclasses; k++)
+        if (cfg->label_map[k] < 0 || cfg->label_map[k] >= d->nclasses)
+            return l2c__fail(L2C_EINVAL, "attack: label_map[%d] = %d is not a class", k, cfg->label_map[k]);
+    return L2C_OK;
+}
+
+L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model *generator,
+                                   const l2c_model *victim, const l2c_dataset *train)
+{
+    l2c_attack *a;
+    size_t per;
+    if (l2c__attack_check(cfg, generator, victim, train)) return NULL;
+    a = (l2c_attack *)l2c__calloc(sizeof *a);
+    if (!a) return NULL;
+    a->cfg = *cfg;
+    a->train = train;
+    per = (size_t)train->c * train->h * train->w * cfg->batch;
+    a->frozen = l2c_model_clone(generator);
+    a->trainable = l2c_model_clone(generator);
+    a->victim = l2c_model_clone(victim);
+    a->probe = l2c_model_clone(victim);
+    a->gen_tape = l2c_tape_new();
+    a->vic_tape = l2c_tape_new();
+    a->x = (float *)l2c__calloc(per * sizeof(float));
+    a->seed_grad = (float *)l2c__calloc(per * sizeof(float));
+    a->grad_plus = (float *)l2c__calloc(per * sizeof(float));
+    a->y = (uint8_t *)l2c__calloc((size_t)cfg->batch);
+    if (!a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
+        !a->seed_grad || !a->grad_plus || !a->y ||
+        l2c_adam_init(&a->adam, a->trainable, cfg->gen_lr, 0.9f, 0.999f, 1e-8f, 0) ||
+        l2c_sgd_init(&a->sgd, a->victim, cfg->victim_lr, 0.0f, 0.0f) ||
+        l2c_batcher_init(&a->order, train->n, cfg->batch, 1, cfg->seed)) {
+        l2c_attack_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+L2C_API void l2c_attack_free(l2c_attack *a)
+{
+    if (!a) return;
+    l2c_model_free(a->frozen); l2c_model_free(a->trainable);
+    l2c_model_free(a->victim); l2c_model_free(a->probe);
+    l2c_adam_free(&a->adam); l2c_sgd_free(&a->sgd);
+    l2c_tape_free(a->gen_tape); l2c_tape_free(a->vic_tape);
+    L2C_FREE(a->x); L2C_FREE(a->seed_grad); L2C_FREE(a->grad_plus); L2C_FREE(a->y);
+    l2c_batcher_free(&a->order);
+    L2C_FREE(a);
+}
+
+/* clamp(x + eps * g(x), 0, 1) recorded on `t`; x gets no gradient. */
+static l2c_tensor *l2c__poisoned(l2c_tape *t, l2c_model *g, const float *x, int n, float eps, int mode)
+{
+    l2c_tensor *in = l2c_tape_input(t, n, g->in_c, g->in_h, g->in_w, x, 0);
+    l2c_tensor *noise = in ? l2c_model_forward(t, g, in, mode) : NULL;
+    l2c_tensor *scaled = noise ? l2c_scale(t, noise, eps) : NULL;
+    l2c_tensor *sum = scaled ? l2c_add(t, in, scaled) : NULL;
+    return sum ? l2c_clamp(t, sum, 0.0f, 1.0f) : NULL;
+}
+
+/* Victim loss on data (n samples) against labels mapped by map (or NULL), with `grad_x` asking
+   for the input gradient. Resets and reuses the victim tape. Returns the loss tensor. */
+static l2c_tensor *l2c__victim_loss(l2c_attack *a, l2c_model *v, const float *data, int n, const int *map,
+                                    int mode, l2c_tensor **input, int param_grads)
+{
+    l2c_model *g = a->frozen;
+    l2c_tensor *in, *logits;
+    l2c_tape_reset(a->vic_tape);
+    l2c_tape_param_grads(a->vic_tape, param_grads);
+    in = l2c_tape_input(a->vic_tape, n, g->in_c, g->in_h, g->in_w, data, input != NULL);
+    if (input) *input = in;
+    logits = in ? l2c_model_forward(a->vic_tape, v, in, mode) : NULL;
+    return logits ? l2c_softmax_xent(a->vic_tape, logits, a->y, map) : NULL;
+}
+
+/* Input gradient of the victim's loss on data at parameters theta + r * v, into out. */
+static int l2c__probe_input_grad(l2c_attack *a, const float *data, int n, const float *dir, float r, float *out)
+{
+    l2c_model *p = a->probe, *v = a->victim;
+    l2c_tensor *in, *loss;
+    size_t i;
+    for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] + r * dir[i];
+    loss = l2c__victim_loss(a, p, data, n, NULL, L2C_TRAIN_FROZEN_STATS, &in, 0);
+    if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
+    memcpy(out, in->grad, l2c_tensor_size(in) * sizeof(float));
+    return L2C_OK;
+}
+
+/* The hypergradient of the generator objective with respect to x' (into a->seed_grad):
+   +alpha*u to raise the clean loss (non-targeted), -alpha*u to lower the eta loss (targeted),
+   with u = [grad_x' L(theta + r v, x') - grad_x' L(theta - r v, x')] / 2r. */
+static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_loss)
+{
+    l2c_model *v = a->victim, *p = a->probe;
+    const int *map = a->cfg.targeted ? a->cfg.label_map : NULL;
+    l2c_tensor *loss;
+    size_t i, size = (size_t)n * v->in_c * v->in_h * v->in_w;
+    double norm = 0.0;
+    float r, scale, *dir = p->grads;
+    /* theta' = theta - alpha * grad_theta L(f_theta(x'), y): the look-ahead */
+    loss = l2c__victim_loss(a, v, xp, n, NULL, L2C_TRAIN_FROZEN_STATS, NULL, 1);
+    l2c_model_zero_grad(v);
+    if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
+    memcpy(p->buffers, v->buffers, v->nbuffers * sizeof(float));
+    for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - a->cfg.victim_lr * v->grads[i];
+    /* v = grad_theta' of the look-ahead victim's loss on the clean batch */
+    loss = l2c__victim_loss(a, p, a->x, n, map, L2C_TRAIN_FROZEN_STATS, NULL, 1);
+    l2c_model_zero_grad(p);
+    if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
+    *clean_loss = loss->data[0];
+    for (i = 0; i < p->nparams; i++) norm += (double)dir[i] * dir[i];
+    if (!(norm > 0.0) || !isfinite(norm)) return l2c__fail(L2C_ENAN, "attack: the clean-loss gradient is zero or not finite");
+    r = (float)(a->cfg.fd_radius / sqrt(norm));
+    /* probe_input_grad overwrites p->params but reads dir = p->grads, which it does not touch */
+    if (l2c__probe_input_grad(a, xp, n, dir, r, a->grad_plus) ||
+        l2c__probe_input_grad(a, xp, n, dir, -r, a->seed_grad)) return L2C_EINVAL;
+    scale = (a->cfg.targeted ? -1.0f : 1.0f) * a->cfg.victim_lr / (2.0f * r);
+    for (i = 0; i < size; i++) a->seed_grad[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
+    return L2C_OK;
+}
+
+/* The real victim step on data from the frozen generator; returns the loss (NaN on failure). */
+static float l2c__victim_step(l2c_attack *a, int n)
+{
+    l2c_tensor *xp, *loss;
+    float value;
+    l2c_tape_reset(a->gen_tape);
+    xp = l2c__poisoned(a->gen_tape, a->frozen, a->x, n, a->cfg.eps, L2C_EVAL);
+    loss = xp ? l2c__victim_loss(a, a->victim, xp->data, n, NULL, L2C_TRAIN, NULL, 1) : NULL;
+    if (!loss) return (float)NAN;
+    l2c_model_zero_grad(a->victim);
+    if (l2c_backward(a->vic_tape, loss)) return (float)NAN;
+    value = loss->data[0];
+    if (!isfinite(value)) return value;
+    l2c_sgd_step(&a->sgd, a->victim);
+    return value;
+}
+
+static int l2c__attack_step(l2c_attack *a, int n, float *victim_loss, float *clean_loss)
+{
+    l2c_tensor *xp;
+    l2c_tape_reset(a->gen_tape);
+    xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN);
+    if (!xp || l2c__hypergrad(a, xp->data, n, clean_loss)) return L2C_EINVAL;
+    l2c_model_zero_grad(a->trainable);
+    if (l2c_backward_from(a->gen_tape, xp, a->seed_grad)) return L2C_EINVAL;
+    l2c_adam_step(&a->adam, a->trainable);
+    *victim_loss = l2c__victim_step(a, n);
+    if (!isfinite(*victim_loss) || !isfinite(*clean_loss))
+        return l2c__fail(L2C_ENAN, "attack: a loss became NaN or infinite (learning rate too high?)");
+    return L2C_OK;
+}
+
+L2C_API int l2c_attack_step(l2c_attack *a, const float *x, const uint8_t *labels, int n)
+{
+    float vl, cl;
+    if (!a || !x || !labels || n < 2 || n > a->cfg.batch) return l2c__fail(L2C_EINVAL, "l2c_attack_step: bad argument (n must be in [2, batch])");
+    memcpy(a->x, x, (size_t)n * a->frozen->in_c * a->frozen->in_h * a->frozen->in_w * sizeof(float));
+    memcpy(a->y, labels, (size_t)n);
+    return l2c__attack_step(a, n, &vl, &cl);
+}
+
+/* Next batch of the endless shuffled stream; batches smaller than 2 (BN needs 2) are skipped. */
+static int l2c__next_batch(l2c_attack *a)
+{
+    const int *idx;
+    int n;
+    do {
+        n = l2c_batcher_next(&a->order, &idx);
+    } while (n < 2);
+    l2c_dataset_gather(a->train, idx, n, a->x, a->y);
+    return n;
+}
+
+L2C_API int l2c_attack_run_trial(l2c_attack *a)
+{
+    int steps, s, rc;
+    l2c_attack_progress pr;
+    if (!a) return l2c__fail(L2C_EINVAL, "l2c_attack_run_trial: NULL attack");
+    steps = a->cfg.steps_per_trial ? a->cfg.steps_per_trial : (a->train->n + a->cfg.batch - 1) / a->cfg.batch;
+    if (a->started == 0.0) a->started = l2c_seconds();
+    l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->trials_done);   /* a fresh victim */
+    for (s = 1; s <= steps; s++) {
+        int n = l2c__next_batch(a);
+        if ((rc = l2c__attack_step(a, n, &pr.victim_loss, &pr.clean_loss))) return rc;
+        pr.trial = a->trials_done + 1; pr.trials = a->cfg.trials;
+        pr.step = s; pr.steps = steps;
+        pr.seconds = l2c_seconds() - a->started;
+        if (a->cfg.progress && a->cfg.progress(&pr, a->cfg.user)) return 1;
+    }
+    l2c_model_copy(a->frozen, a->trainable);   /* xi <- xi': weights and BN statistics */
+    a->trials_done++;
+    return 0;
+}
+
+L2C_API int l2c_attack_run(l2c_attack *a)
+{
+    if (!a) return l2c__fail(L2C_EINVAL, "l2c_attack_run: NULL attack");
+    while (a->trials_done < a->cfg.trials) {
+        int rc = l2c_attack_run_trial(a);
+        if (rc) return rc < 0 ? rc : L2C_OK;
+    }
+    return L2C_OK;
+}
+
+L2C_API int l2c_attack_trials_done(const l2c_attack *a) { return a ? a->trials_done : 0; }
+L2C_API const l2c_model *l2c_attack_generator(const l2c_attack *a) { return a ? a->frozen : NULL; }
+
+L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
+{
+    l2c__buf b;
+    if (!a || !path) return l2c__fail(L2C_EINVAL, "l2c_attack_save: NULL argument");
+    memset(&b, 0, sizeof b);
+    l2c__put(&b, "L2CA", 4);
+    l2c__put_u32(&b, 1);
+    l2c__put_u32(&b, (uint32_t)a->trials_done);
+    l2c__put_arch(&b, a->frozen);
+    l2c__put_state(&b, a->frozen);
+    l2c__put_state(&b, a->trainable);
+    l2c__put_adam(&b, &a->adam);
+    return l2c__buf_commit(&b, path);
+}
+
+L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
+{
+    uint8_t *p;
+    size_t len, expected, state;
+    int rc;
+    if (!a || !path) return l2c__fail(L2C_EINVAL, "l2c_attack_load: NULL argument");
+    state = l2c__state_bytes(a->frozen);
+    expected = 12 + l2c__arch_bytes(a->frozen) + 2 * state + l2c__adam_bytes(&a->adam) + 4;
+    rc = l2c__read_file(path, &p, &len, expected);
+    if (rc) return rc;
+    rc = l2c__verify(path, p, len, expected, "L2CA");
+    if (!rc) rc = l2c__check_arch(path, p + 12, a->frozen);
+    if (!rc) {
+        const uint8_t *s = p + 12 + l2c__arch_bytes(a->frozen);
+        rc = l2c__get_adam(path, s + 2 * state, &a->adam);
+        if (!rc) {
+            l2c__get_floats(s, a->frozen->params, a->frozen->nparams);
+            l2c__get_floats(s + 4 * a->frozen->nparams, a->frozen->buffers, a->frozen->nbuffers);
+            l2c__get_floats(s + state, a->trainable->params, a->trainable->nparams);
+            l2c__get_floats(s + state + 4 * a->trainable->nparams, a->trainable->buffers, a->trainable->nbuffers);
+            a->trials_done = (int)l2c__get_u32(p + 8);
+        }
+    }
+    L2C_FREE(p);
+    return rc;
+}
+
+/* Quantises one poisoned pixel, keeping it within the integer budget of the clean one so that the
+   released image never leaves the eps ball, rounding included. */
+static uint8_t l2c__quantise(float v, uint8_t clean, int budget)
+{
+    int q = (int)floorf(v * 255.0f + 0.5f);
+    if (q < clean - budget) q = clean - budget;
+    if (q > clean + budget) q = clean + budget;
+    return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
+L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *clean, float eps,
+                               float fraction, l2c_dataset *out)
+{
+    l2c_model *g;
+    l2c_tape *t;
+    float *x;
+    int *idx, i, npoison, budget, rc = L2C_OK, chunk = 256;
+    size_t per;
+    if (!generator || !clean || !out || !clean->images) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: NULL argument");
+    if (!(eps > 0.0f && eps <= 1.0f)) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: eps %g is outside (0, 1]", eps);
+    if (!(fraction >= 0.0f && fraction <= 1.0f)) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: fraction %g is outside [0, 1]", fraction);
+    if (generator->in_c != clean->c || generator->in_h != clean->h || generator->in_w != clean->w)
+        return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: the generator takes %dx%dx%d images; the data is %dx%dx%d",
+                         generator->in_c, generator->in_h, generator->in_w, clean->c, clean->h, clean->w);
+    per = (size_t)clean->c * clean->h * clean->w;
+    memset(out, 0, sizeof *out);
+    *out = *clean;
+    out->images = (uint8_t *)L2C_MALLOC((size_t)clean->n * per);
+    out->labels = (uint8_t *)L2C_MALLOC((size_t)clean->n);
+    g = l2c_model_clone(generator);
+    t = l2c_tape_new();
+    x = (float *)L2C_MALLOC((size_t)chunk * per * sizeof(float));
+    idx = (int *)L2C_MALLOC((size_t)chunk * sizeof(int));
+    if (!out->images || !out->labels || !g || !t || !x || !idx) rc = l2c__fail(L2C_ENOMEM, "l2c_poison_dataset: out of memory");
+    if (!rc) {
+        memcpy(out->images, clean->images, (size_t)clean->n * per);
+        memcpy(out->labels, clean->labels, (size_t)clean->n);
+    }
+    npoison = (int)floor((double)fraction * clean->n + 1e-9);
+    budget = (int)floorf(eps * 255.0f + 1e-4f);
+    for (i = 0; !rc && i < npoison; i += chunk) {
+        int n = npoison - i < chunk ? npoison - i : chunk, j;
+        size_t k;
+        l2c_tensor *xp;
+        for (j = 0; j < n; j++) idx[j] = i + j;
+        l2c_dataset_gather(clean, idx, n, x, NULL);
+        l2c_tape_reset(t);
+        xp = l2c__poisoned(t, g, x, n, eps, L2C_EVAL);
+        if (!xp) { rc = L2C_EINVAL; break; }
+        for (k = 0; k < (size_t)n * per; k++)
+            out->images[(size_t)i * per + k] = l2c__quantise(xp->data[k], clean->images[(size_t)i * per + k], budget);
+    }
+    l2c_model_free(g); l2c_tape_free(t); L2C_FREE(x); L2C_FREE(idx);
+    if (rc) l2c_dataset_free(out);
+    return rc;
 }
 
 #endif /* L2C_IMPLEMENTATION */

@@ -1,0 +1,118 @@
+/* poison_mnist: learns a DeepConfuse generator on MNIST and releases the poisoned training set.
+
+   usage: poison_mnist [--data DIR] [--out DIR] [--checkpoint FILE] [--eps E] [--trials T]
+                       [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
+                       [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
+                       [--threads T]
+
+   Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
+   MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
+   to the checkpoint after every trial; run the same command again to resume after Ctrl-C. */
+#define L2C_IMPLEMENTATION
+#include "learn2confuse.h"
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t interrupted = 0;
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+/* Prints a progress line every 50 steps; stops the attack on Ctrl-C. */
+static int progress(const l2c_attack_progress *p, void *user)
+{
+    int done = (p->trial - 1) * p->steps + p->step, total = *(int *)user * p->steps;
+    if (p->step % 50 == 0 || p->step == p->steps)
+        printf("trial %d/%d  step %4d/%d  victim loss %.3f  clean loss %.3f  %5.0fs elapsed  ~%.0fs left\n",
+               p->trial, p->trials, p->step, p->steps, p->victim_loss, p->clean_loss, p->seconds,
+               p->seconds / done * (total - done)), fflush(stdout);
+    return interrupted;
+}
+
+static int fail(const char *what) { fprintf(stderr, "poison_mnist: %s: %s\n", what, l2c_error()); return 1; }
+
+static const char *arg_value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) { fprintf(stderr, "poison_mnist: %s needs a value\n", argv[*i]); exit(2); }
+    return argv[++*i];
+}
+
+int main(int argc, char **argv)
+{
+    const char *data = "build/mnist", *out = "out/poisoned", *ckpt = "out/attack.ckpt", *arch = "mnist";
+    char path[1024], path2[1024];
+    float fraction = 1.0f;
+    int fresh = 0, threads = 0, i, rc, trials_left;
+    l2c_attack_config cfg;
+    l2c_dataset train, poisoned;
+    l2c_model *gen, *victim;
+    l2c_attack *attack;
+
+    l2c_attack_defaults(&cfg, 10);
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--data")) data = arg_value(argc, argv, &i);
+        else if (!strcmp(a, "--out")) out = arg_value(argc, argv, &i);
+        else if (!strcmp(a, "--checkpoint")) ckpt = arg_value(argc, argv, &i);
+        else if (!strcmp(a, "--eps")) cfg.eps = (float)atof(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--trials")) cfg.trials = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--steps")) cfg.steps_per_trial = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--gen-lr")) cfg.gen_lr = (float)atof(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--victim-lr")) cfg.victim_lr = (float)atof(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--batch")) cfg.batch = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--seed")) cfg.seed = strtoul(arg_value(argc, argv, &i), NULL, 10);
+        else if (!strcmp(a, "--fraction")) fraction = (float)atof(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--generator")) arch = arg_value(argc, argv, &i);
+        else if (!strcmp(a, "--threads")) threads = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
+        else if (!strcmp(a, "--fresh")) fresh = 1;
+        else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }
+    }
+    if (!(cfg.eps > 0.0f && cfg.eps <= 1.0f)) { fprintf(stderr, "poison_mnist: --eps must be in (0, 1]\n"); return 2; }
+    if (!(fraction >= 0.0f && fraction <= 1.0f)) { fprintf(stderr, "poison_mnist: --fraction must be in [0, 1]\n"); return 2; }
+    if (strcmp(arch, "mnist") && strcmp(arch, "autoencoder")) { fprintf(stderr, "poison_mnist: --generator is mnist or autoencoder\n"); return 2; }
+    if (threads > 0) l2c_set_threads(threads);
+
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", data);
+    snprintf(path2, sizeof path2, "%s/train-labels-idx1-ubyte", data);
+    if (l2c_dataset_load(&train, path, path2, 10)) return fail("loading the training set");
+    if (train.c != 1 || train.h != 28 || train.w != 28) {
+        fprintf(stderr, "poison_mnist: the MNIST networks need 28x28 grey images; %s holds %dx%dx%d\n", path, train.c, train.h, train.w);
+        return 1;
+    }
+    gen = strcmp(arch, "mnist") ? l2c_mnist_autoencoder(cfg.seed) : l2c_mnist_generator(cfg.seed);
+    victim = l2c_mnist_victim(100, cfg.seed);
+    cfg.progress = progress;
+    cfg.user = &cfg.trials;
+    attack = gen && victim ? l2c_attack_new(&cfg, gen, victim, &train) : NULL;
+    if (!attack) return fail("setting up the attack");
+
+    /* Resume when a checkpoint exists; refuse (rather than overwrite) one that does not fit. */
+    if (!fresh && (rc = l2c_attack_load(attack, ckpt)) != 0) {
+        if (rc != L2C_EIO) return fail("the checkpoint exists but cannot be used (pass --fresh to start over)");
+        l2c_clear_error();
+    }
+    trials_left = cfg.trials - l2c_attack_trials_done(attack);
+    printf("DeepConfuse on %d images: %s generator, eps %.3g, %s, %d trial(s) to go (%d done), %d threads\n", train.n, arch,
+           cfg.eps, cfg.targeted ? "label-specific y -> y+1" : "non-targeted", trials_left > 0 ? trials_left : 0,
+           l2c_attack_trials_done(attack), l2c_get_threads());
+    signal(SIGINT, on_sigint);
+    while (l2c_attack_trials_done(attack) < cfg.trials) {
+        rc = l2c_attack_run_trial(attack);
+        if (rc < 0) return fail("attack");
+        if (rc > 0) { printf("interrupted: the last completed trial is in %s; run again to resume\n", ckpt); return 130; }
+        if (l2c_attack_save(attack, ckpt)) return fail("saving the checkpoint");
+    }
+
+    if (l2c_poison_dataset(l2c_attack_generator(attack), &train, cfg.eps, fraction, &poisoned)) return fail("poisoning");
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", out);
+    snprintf(path2, sizeof path2, "%s/train-labels-idx1-ubyte", out);
+    if (l2c_dataset_save(&poisoned, path, path2)) return fail("writing the poisoned set");
+    snprintf(path, sizeof path, "%s/generator.l2c", out);
+    if (l2c_model_save(l2c_attack_generator(attack), path)) return fail("writing the generator");
+    printf("wrote %s/train-{images-idx3,labels-idx1}-ubyte (%.0f%% poisoned) and %s\n", out, 100.0 * fraction, path);
+
+    l2c_dataset_free(&poisoned); l2c_dataset_free(&train);
+    l2c_attack_free(attack); l2c_model_free(gen); l2c_model_free(victim);
+    return 0;
+}
