@@ -138,8 +138,9 @@ L2C_API int l2c_backward(l2c_tape *tape, l2c_tensor *out);
 /* Back-propagates from any tensor with a given seed gradient d(objective)/d(out) (same size as out).
    Used by the attack to push a hypergradient through the generator. */
 L2C_API int l2c_backward_from(l2c_tape *tape, l2c_tensor *out, const float *seed);
-/* Makes operations recorded from now on skip gradients of parameters (tensors not created by the
-   tape); input gradients still flow. Saves a third of the work when only d/d(input) is wanted. */
+/* Makes l2c_model_forward calls from now on (until l2c_tape_reset) skip the gradients of the model's
+   parameters; input gradients still flow. Saves a third of the work when only d/d(input) is
+   wanted. Tensors you pass to operations yourself are unaffected: give them grad = NULL instead. */
 L2C_API void l2c_tape_param_grads(l2c_tape *tape, int enabled);
 
 /* ================================================================================================
@@ -522,7 +523,9 @@ static void *l2c__calloc(size_t n)
 L2C_API int l2c_set_threads(int n)
 {
 #ifdef _OPENMP
-    if (n <= 0) n = omp_get_num_procs();
+    static int default_threads = 0;   /* what OMP_NUM_THREADS (or the runtime) chose at start */
+    if (!default_threads) default_threads = omp_get_max_threads();
+    if (n <= 0) n = default_threads;
     omp_set_num_threads(n);
     return n;
 #else
@@ -1004,7 +1007,7 @@ static void l2c__conv_backward(l2c__node *nd)
         float *dcol = l2c__alloc_floats(nd->tape, (size_t)kk * np);
         if (!dcol) return;
         l2c_gemm(1, 0, kk, (int)np, oc, 1.0f, W->data, kk, dy, (int)np, 0.0f, dcol, (int)np);
-        L2C_OMP(omp parallel for if(x->n > 1))
+        L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * x->c > L2C__PAR_MIN))
         for (i = 0; i < x->n; i++)
             l2c_col2im(dcol + (size_t)i * p, np, x->c, x->h, x->w, k, stride, pad,
                        x->grad + (size_t)i * l2c__sample(x));
@@ -1047,7 +1050,7 @@ L2C_API l2c_tensor *l2c_conv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_te
     col = l2c__alloc_floats(t, (size_t)kk * np);
     y = l2c__alloc_floats(t, (size_t)W->n * np);
     if (!col || !y) return NULL;
-    L2C_OMP(omp parallel for if(x->n > 1))
+    L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * x->c > L2C__PAR_MIN))
     for (i = 0; i < x->n; i++)
         l2c_im2col(x->data + (size_t)i * l2c__sample(x), x->c, x->h, x->w, k, stride, pad, col + (size_t)i * p, np);
     l2c_gemm(0, 0, W->n, (int)np, kk, 1.0f, W->data, kk, col, (int)np, 0.0f, y, (int)np);
@@ -1067,7 +1070,7 @@ static void l2c__deconv_backward(l2c__node *nd)
     const float *xc = (const float *)nd->save[0];
     float *dcol = l2c__alloc_floats(nd->tape, (size_t)okk * np);
     if (!dcol) return;
-    L2C_OMP(omp parallel for if(x->n > 1))
+    L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * x->c > L2C__PAR_MIN))
     for (i = 0; i < x->n; i++)
         l2c_im2col(y->grad + (size_t)i * l2c__sample(y), oc, y->h, y->w, k, stride, pad, dcol + (size_t)i * p, np);
     if (W->grad) l2c_gemm(0, 1, ic, okk, (int)np, 1.0f, xc, (int)np, dcol, (int)np, 1.0f, W->grad, okk);
@@ -1115,7 +1118,7 @@ L2C_API l2c_tensor *l2c_deconv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_
     if (!xc || !col) return NULL;
     l2c__to_channel_major(x->data, x->n, x->c, p, xc);
     l2c_gemm(1, 0, okk, (int)np, x->c, 1.0f, W->data, okk, xc, (int)np, 0.0f, col, (int)np);
-    L2C_OMP(omp parallel for if(x->n > 1))
+    L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * x->c > L2C__PAR_MIN))
     for (i = 0; i < x->n; i++) {
         float *yi = nd->out->data + (size_t)i * l2c__sample(nd->out);
         int ch;
@@ -2164,7 +2167,7 @@ L2C_API int l2c_write_file_atomic(const char *path, const void *data, size_t n)
     memcpy(tmp + plen, ".l2c-tmp", 9);
     f = fopen(tmp, "wb");
     if (!f) { L2C_FREE(tmp); return l2c__fail(L2C_EIO, "%s: cannot create the file (directory missing or not writable?)", path); }
-    ok = fwrite(data, 1, n, f) == n;
+    ok = n == 0 || fwrite(data, 1, n, f) == n;
     ok = (fflush(f) == 0) && ok;
     ok = (fclose(f) == 0) && ok;
     if (ok && rename(tmp, path) == 0) { L2C_FREE(tmp); return L2C_OK; }
