@@ -347,6 +347,8 @@ L2C_API int  l2c_batcher_init(l2c_batcher *b, int n, int batch, int shuffle, uin
 /* Next batch of indices: *idx points into the order, returns its size (the last batch of an
    epoch may be smaller), or 0 at the end of an epoch (the next call starts a new, reshuffled one). */
 L2C_API int  l2c_batcher_next(l2c_batcher *b, const int **idx);
+/* Restarts at the beginning of a new epoch whose order depends only on `seed`. */
+L2C_API void l2c_batcher_reseed(l2c_batcher *b, uint64_t seed);
 L2C_API void l2c_batcher_free(l2c_batcher *b);
 
 /* ================================================================================================
@@ -423,6 +425,16 @@ L2C_API int l2c_attack_run(l2c_attack *a);
 /* Runs exactly one trial (a fresh victim, steps_per_trial steps, then xi <- xi'). Returns 1 if the
    progress callback stopped it (the trial is then not counted), 0 when complete, <0 on error. */
 L2C_API int l2c_attack_run_trial(l2c_attack *a);
+/* Steps (a)-(b) without the updates: leaves the gradient of the generator objective (what Adam
+   minimises: -L(f_theta'(x), y), or +L(f_theta'(x), eta(y)) when targeted) in the trainable
+   generator's grads, and the look-ahead victim's clean loss in *clean_loss. Changes neither model's
+   weights (the trainable generator's BN running statistics do move, as in a training step). For
+   tests and custom schedules. */
+L2C_API int l2c_attack_generator_grad(l2c_attack *a, const float *x, const uint8_t *labels, int n,
+                                      float *clean_loss);
+/* The trainable generator (xi') and the current victim (theta). */
+L2C_API l2c_model *l2c_attack_trainable(l2c_attack *a);
+L2C_API l2c_model *l2c_attack_victim(l2c_attack *a);
 /* Completed trials so far. */
 L2C_API int l2c_attack_trials_done(const l2c_attack *a);
 /* The frozen generator (the one to release poisons with). */
@@ -2329,17 +2341,23 @@ static void l2c__shuffle(l2c_batcher *b)
     }
 }
 
-L2C_API int l2c_batcher_init(l2c_batcher *b, int n, int batch, int shuffle, uint64_t seed)
+L2C_API void l2c_batcher_reseed(l2c_batcher *b, uint64_t seed)
 {
     int i;
+    l2c_rng_seed(&b->rng, seed);
+    for (i = 0; i < b->n; i++) b->order[i] = i;
+    if (b->shuffle) l2c__shuffle(b);
+    b->pos = 0;
+}
+
+L2C_API int l2c_batcher_init(l2c_batcher *b, int n, int batch, int shuffle, uint64_t seed)
+{
     if (!b || n < 1 || batch < 1) return l2c__fail(L2C_EINVAL, "l2c_batcher_init: need n >= 1 and batch >= 1");
     memset(b, 0, sizeof *b);
     b->order = (int *)l2c__calloc((size_t)n * sizeof(int));
     if (!b->order) return L2C_ENOMEM;
     b->n = n; b->batch = batch; b->shuffle = shuffle;
-    l2c_rng_seed(&b->rng, seed);
-    for (i = 0; i < n; i++) b->order[i] = i;
-    if (shuffle) l2c__shuffle(b);
+    l2c_batcher_reseed(b, seed);
     return L2C_OK;
 }
 
@@ -2598,14 +2616,20 @@ static float l2c__victim_step(l2c_attack *a, int n)
     return value;
 }
 
-static int l2c__attack_step(l2c_attack *a, int n, float *victim_loss, float *clean_loss)
+/* Gradient of the generator objective for the batch in a->x, a->y, into trainable->grads. */
+static int l2c__generator_grad(l2c_attack *a, int n, float *clean_loss)
 {
     l2c_tensor *xp;
     l2c_tape_reset(a->gen_tape);
     xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN);
     if (!xp || l2c__hypergrad(a, xp->data, n, clean_loss)) return L2C_EINVAL;
     l2c_model_zero_grad(a->trainable);
-    if (l2c_backward_from(a->gen_tape, xp, a->seed_grad)) return L2C_EINVAL;
+    return l2c_backward_from(a->gen_tape, xp, a->seed_grad) ? L2C_EINVAL : L2C_OK;
+}
+
+static int l2c__attack_step(l2c_attack *a, int n, float *victim_loss, float *clean_loss)
+{
+    if (l2c__generator_grad(a, n, clean_loss)) return L2C_EINVAL;
     l2c_adam_step(&a->adam, a->trainable);
     *victim_loss = l2c__victim_step(a, n);
     if (!isfinite(*victim_loss) || !isfinite(*clean_loss))
@@ -2613,14 +2637,36 @@ static int l2c__attack_step(l2c_attack *a, int n, float *victim_loss, float *cle
     return L2C_OK;
 }
 
+/* Copies a caller's batch in, checking it. */
+static int l2c__load_batch(l2c_attack *a, const float *x, const uint8_t *labels, int n)
+{
+    int i;
+    if (!a || !x || !labels || n < 2 || n > a->cfg.batch) return l2c__fail(L2C_EINVAL, "attack: bad batch (n must be in [2, batch])");
+    for (i = 0; i < n; i++)
+        if (labels[i] >= a->train->nclasses) return l2c__fail(L2C_EINVAL, "attack: label %d is not below %d", labels[i], a->train->nclasses);
+    memcpy(a->x, x, (size_t)n * a->frozen->in_c * a->frozen->in_h * a->frozen->in_w * sizeof(float));
+    memcpy(a->y, labels, (size_t)n);
+    return L2C_OK;
+}
+
 L2C_API int l2c_attack_step(l2c_attack *a, const float *x, const uint8_t *labels, int n)
 {
     float vl, cl;
-    if (!a || !x || !labels || n < 2 || n > a->cfg.batch) return l2c__fail(L2C_EINVAL, "l2c_attack_step: bad argument (n must be in [2, batch])");
-    memcpy(a->x, x, (size_t)n * a->frozen->in_c * a->frozen->in_h * a->frozen->in_w * sizeof(float));
-    memcpy(a->y, labels, (size_t)n);
-    return l2c__attack_step(a, n, &vl, &cl);
+    int rc = l2c__load_batch(a, x, labels, n);
+    return rc ? rc : l2c__attack_step(a, n, &vl, &cl);
 }
+
+L2C_API int l2c_attack_generator_grad(l2c_attack *a, const float *x, const uint8_t *labels, int n, float *clean_loss)
+{
+    float cl;
+    int rc = l2c__load_batch(a, x, labels, n);
+    if (!rc) rc = l2c__generator_grad(a, n, &cl);
+    if (clean_loss) *clean_loss = cl;
+    return rc;
+}
+
+L2C_API l2c_model *l2c_attack_trainable(l2c_attack *a) { return a ? a->trainable : NULL; }
+L2C_API l2c_model *l2c_attack_victim(l2c_attack *a) { return a ? a->victim : NULL; }
 
 /* Next batch of the endless shuffled stream; batches smaller than 2 (BN needs 2) are skipped. */
 static int l2c__next_batch(l2c_attack *a)
@@ -2641,7 +2687,10 @@ L2C_API int l2c_attack_run_trial(l2c_attack *a)
     if (!a) return l2c__fail(L2C_EINVAL, "l2c_attack_run_trial: NULL attack");
     steps = a->cfg.steps_per_trial ? a->cfg.steps_per_trial : (a->train->n + a->cfg.batch - 1) / a->cfg.batch;
     if (a->started == 0.0) a->started = l2c_seconds();
-    l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->trials_done);   /* a fresh victim */
+    /* A fresh victim and a batch order that depend only on (seed, trial): resuming from a
+       checkpoint repeats exactly what an uninterrupted run does. */
+    l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->trials_done);
+    l2c_batcher_reseed(&a->order, a->cfg.seed * 7919u + (uint64_t)a->trials_done);
     for (s = 1; s <= steps; s++) {
         int n = l2c__next_batch(a);
         if ((rc = l2c__attack_step(a, n, &pr.victim_loss, &pr.clean_loss))) return rc;

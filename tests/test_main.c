@@ -94,6 +94,7 @@ static float max_abs_diff(const float *a, const float *b, size_t n)
 #include "test_ops.c"
 #include "test_io.c"
 #include "test_train.c"
+#include "test_attack.c"
 
 /* ---------------------------------------------------------------- runner ---------------------- */
 
@@ -128,7 +129,8 @@ static void remove_scratch_dir(void)
 
 int main(int argc, char **argv)
 {
-    static const l2ct_case *const suites[] = { l2ct_grad_cases, l2ct_ops_cases, l2ct_io_cases, l2ct_train_cases };
+    static const l2ct_case *const suites[] = { l2ct_grad_cases, l2ct_ops_cases, l2ct_io_cases, l2ct_train_cases,
+                                                    l2ct_attack_cases };
     const char *filter = argc > 1 ? argv[1] : NULL;
     const char *tmpdir = getenv("TMPDIR");
     int passed = 0, failed = 0, threads = l2c_get_threads();

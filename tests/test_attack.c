@@ -1,0 +1,244 @@
+/* Tests of section 9: the hypergradient against a finite difference of the unrolled objective,
+   poison release bounds, checkpoint/resume and refusal of bad settings. Included by test_main.c. */
+
+/* A tiny attack problem: 4x4 grey images, 3 classes. */
+#define TA_N 8
+#define TA_SIDE 4
+
+static l2c_model *ta_generator(void)
+{
+    l2c_model *g = l2c_model_new(1, TA_SIDE, TA_SIDE);
+    if (!g || l2c_model_conv(g, 3, 3, 1, 1) || l2c_model_batchnorm(g) || l2c_model_tanh(g) ||
+        l2c_model_conv(g, 1, 3, 1, 1) || l2c_model_tanh(g)) { l2c_model_free(g); return NULL; }
+    l2c_model_init(g, 11);
+    return g;
+}
+
+static l2c_model *ta_victim(void)
+{
+    l2c_model *v = l2c_model_new(1, TA_SIDE, TA_SIDE);
+    if (!v || l2c_model_conv(v, 2, 3, 1, 0) || l2c_model_batchnorm(v) || l2c_model_tanh(v) ||
+        l2c_model_flatten(v) || l2c_model_dense(v, 3)) { l2c_model_free(v); return NULL; }
+    l2c_model_init(v, 12);
+    return v;
+}
+
+/* Pixels in [0.3, 0.7] so that x + eps*g never reaches the clamp (a kink) with eps = 0.1. */
+static void ta_dataset(l2c_dataset *d, float *x)
+{
+    l2c_rng r;
+    int i;
+    d->n = TA_N; d->c = 1; d->h = TA_SIDE; d->w = TA_SIDE; d->nclasses = 3;
+    d->images = (uint8_t *)malloc(TA_N * TA_SIDE * TA_SIDE);
+    d->labels = (uint8_t *)malloc(TA_N);
+    l2c_rng_seed(&r, 5);
+    for (i = 0; i < TA_N * TA_SIDE * TA_SIDE; i++) {
+        d->images[i] = (uint8_t)(77 + l2c_rng_below(&r, 102));
+        x[i] = d->images[i] / 255.0f;
+    }
+    for (i = 0; i < TA_N; i++) d->labels[i] = (uint8_t)(i % 3);
+}
+
+/* J(xi') = L(f_theta'(x), target), theta' = theta - alpha grad_theta L(f_theta(x'(xi')), y):
+   the whole unrolled objective, computed directly with the public API. */
+static double ta_objective(l2c_model *g, l2c_model *victim, const float *x, const uint8_t *y,
+                           const int *map, float eps, float alpha)
+{
+    l2c_tape *t = l2c_tape_new();
+    l2c_model *look = l2c_model_clone(victim);
+    l2c_tensor *in, *xp, *loss;
+    double J;
+    size_t i;
+    in = l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, x, 0);
+    xp = l2c_clamp(t, l2c_add(t, in, l2c_scale(t, l2c_model_forward(t, g, in, L2C_TRAIN_FROZEN_STATS), eps)), 0, 1);
+    loss = l2c_softmax_xent(t, l2c_model_forward(t, look, l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, xp->data, 0),
+                                                 L2C_TRAIN_FROZEN_STATS), y, NULL);
+    l2c_model_zero_grad(look);
+    l2c_backward(t, loss);
+    for (i = 0; i < look->nparams; i++) look->params[i] -= alpha * look->grads[i];
+    l2c_tape_reset(t);
+    in = l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, x, 0);
+    loss = l2c_softmax_xent(t, l2c_model_forward(t, look, in, L2C_TRAIN_FROZEN_STATS), y, map);
+    J = loss->data[0];
+    l2c_tape_free(t);
+    l2c_model_free(look);
+    return J;
+}
+
+/* Compares the attack's generator gradient with a central difference of +-J in every generator
+   parameter; the tolerance is on the whole vector (relative error and cosine). */
+static void ta_check_hypergradient(int targeted)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator(), *v = ta_victim(), *gt;
+    l2c_attack_config cfg;
+    l2c_attack *a;
+    double dot = 0, na = 0, nn = 0, diff = 0;
+    const float h = 1e-2f, alpha = 1.0f;
+    size_t i;
+    REQUIRE(g && v, "setup failed");
+    ta_dataset(&d, x);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.eps = 0.1f; cfg.victim_lr = alpha; cfg.batch = TA_N; cfg.targeted = targeted;
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a, "attack setup failed: %s", l2c_error());
+    l2c_model_copy(l2c_attack_victim(a), v);
+    REQUIRE(l2c_attack_generator_grad(a, x, d.labels, TA_N, NULL) == 0, "generator grad failed: %s", l2c_error());
+    gt = l2c_attack_trainable(a);
+    for (i = 0; i < g->nparams; i++) {
+        float keep = g->params[i];
+        double jp, jm, num;
+        g->params[i] = keep + h;
+        jp = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, alpha);
+        g->params[i] = keep - h;
+        jm = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, alpha);
+        g->params[i] = keep;
+        num = (targeted ? 1.0 : -1.0) * (jp - jm) / (2.0 * h);   /* Adam minimises -J, or +J_eta */
+        dot += num * gt->grads[i]; na += (double)gt->grads[i] * gt->grads[i]; nn += num * num;
+        diff += (num - gt->grads[i]) * (num - gt->grads[i]);
+    }
+    CHECK(nn > 1e-8, "the objective does not depend on the generator (|grad|^2 = %g)", nn);
+    CHECK(sqrt(diff / nn) < 0.05, "hypergradient relative error %.4f (want < 0.05)", sqrt(diff / nn));
+    CHECK(dot / sqrt(na * nn) > 0.998, "hypergradient cosine %.5f (want > 0.998)", dot / sqrt(na * nn));
+    l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
+static void test_hypergradient_matches_unrolled_objective(void) { ta_check_hypergradient(0); }
+static void test_hypergradient_matches_unrolled_objective_targeted(void) { ta_check_hypergradient(1); }
+
+static void test_poison_stays_within_eps(void)
+{
+    l2c_dataset d, p;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator();
+    int i, changed = 0, budget = (int)(0.1f * 255.0f), k;
+    REQUIRE(g, "setup failed");
+    ta_dataset(&d, x);
+    for (k = 0; k < 2; k++) d.images[k] = (uint8_t)(k ? 255 : 0);   /* edge pixels: clamping */
+    /* make the generator's output large so the bound is tested, not trivially met */
+    for (i = 0; i < (int)g->nparams; i++) g->params[i] *= 20.0f;
+    REQUIRE(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p) == 0, "poison failed: %s", l2c_error());
+    for (i = 0; i < TA_N * TA_SIDE * TA_SIDE; i++) {
+        int delta = abs((int)p.images[i] - (int)d.images[i]);
+        CHECK(delta <= budget, "pixel %d moved by %d grey levels, budget %d", i, delta, budget);
+        changed += delta > 0;
+    }
+    CHECK(changed > TA_N * TA_SIDE * TA_SIDE / 2, "only %d pixels changed", changed);
+    CHECK(memcmp(p.labels, d.labels, TA_N) == 0, "labels changed");
+    l2c_dataset_free(&p);
+    REQUIRE(l2c_poison_dataset(g, &d, 0.1f, 0.5f, &p) == 0, "partial poison failed: %s", l2c_error());
+    CHECK(memcmp(p.images + TA_N / 2 * 16, d.images + TA_N / 2 * 16, TA_N / 2 * 16) == 0, "the clean half was altered");
+    CHECK(memcmp(p.images, d.images, TA_N / 2 * 16) != 0, "the poisoned half is unchanged");
+    l2c_dataset_free(&p);
+    CHECK_FAILS(l2c_poison_dataset(g, &d, 0.0f, 1.0f, &p));
+    CHECK_FAILS(l2c_poison_dataset(g, &d, 1.5f, 1.0f, &p));
+    CHECK_FAILS(l2c_poison_dataset(g, &d, (float)NAN, 1.0f, &p));
+    CHECK_FAILS(l2c_poison_dataset(g, &d, 0.1f, 2.0f, &p));
+    d.h = 5;   /* an image size the generator does not take */
+    CHECK_FAILS(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p));
+    d.h = TA_SIDE;
+    l2c_model_free(g); l2c_dataset_free(&d);
+}
+
+static void test_attack_refuses_bad_settings(void)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator(), *v = ta_victim(), *big = l2c_mnist_victim(50, 1);
+    l2c_attack_config cfg;
+    l2c_attack *a;
+    REQUIRE(g && v && big, "setup failed");
+    ta_dataset(&d, x);
+#define TA_REFUSED(field, value) do { l2c_attack_defaults(&cfg, 3); cfg.batch = 4; cfg.field = value; \
+        l2c_clear_error(); a = l2c_attack_new(&cfg, g, v, &d); \
+        CHECK(a == NULL && l2c_error()[0], "attack accepted " #field " = " #value); l2c_attack_free(a); } while (0)
+    TA_REFUSED(eps, 0.0f);
+    TA_REFUSED(eps, 1.01f);
+    TA_REFUSED(eps, (float)NAN);
+    TA_REFUSED(victim_lr, -1.0f);
+    TA_REFUSED(gen_lr, 0.0f);
+    TA_REFUSED(batch, 1);
+    TA_REFUSED(batch, TA_N + 1);
+    TA_REFUSED(trials, 0);
+    TA_REFUSED(steps_per_trial, -3);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4; cfg.targeted = 1; cfg.label_map[1] = 7;
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL, "a label map outside the classes was accepted");
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4;
+    CHECK(l2c_attack_new(&cfg, g, big, &d) == NULL, "a 28x28 victim was accepted for 4x4 data");
+    CHECK(l2c_attack_new(&cfg, big, v, &d) == NULL, "a mismatched generator was accepted");
+    l2c_model_free(g); l2c_model_free(v); l2c_model_free(big); l2c_dataset_free(&d);
+}
+
+static int ta_stop_after(const l2c_attack_progress *p, void *user) { return p->step >= *(int *)user; }
+
+static void test_attack_checkpoint_resumes_bit_identically(void)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator(), *v = ta_victim();
+    l2c_attack_config cfg;
+    l2c_attack *a, *b, *c;
+    int stop_at = 2;
+    const char *path = tmp_path("attack.ckpt");
+    REQUIRE(g && v, "setup failed");
+    ta_dataset(&d, x);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3;
+    a = l2c_attack_new(&cfg, g, v, &d);                 /* uninterrupted: 3 trials */
+    REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
+    CHECK(l2c_attack_trials_done(a) == 3, "trials done %d", l2c_attack_trials_done(a));
+    b = l2c_attack_new(&cfg, g, v, &d);                 /* 1 trial, save, interrupted in trial 2 */
+    REQUIRE(b && l2c_attack_run_trial(b) == 0 && l2c_attack_save(b, path) == 0, "save failed: %s", l2c_error());
+    cfg.progress = ta_stop_after; cfg.user = &stop_at;
+    l2c_attack_free(b);
+    b = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(b && l2c_attack_load(b, path) == 0, "load failed: %s", l2c_error());
+    CHECK(l2c_attack_run_trial(b) == 1 && l2c_attack_trials_done(b) == 1, "the interrupted trial was counted");
+    cfg.progress = NULL;
+    c = l2c_attack_new(&cfg, g, v, &d);                 /* a new process resumes from the file */
+    REQUIRE(c && l2c_attack_load(c, path) == 0 && l2c_attack_trials_done(c) == 1, "resume failed: %s", l2c_error());
+    REQUIRE(l2c_attack_run(c) == 0, "resumed run failed: %s", l2c_error());
+    CHECK(memcmp(l2c_attack_generator(a)->params, l2c_attack_generator(c)->params, g->nparams * sizeof(float)) == 0,
+          "resumed generator differs from the uninterrupted one");
+    CHECK(l2c_model_save(v, path) == 0, "saving a victim over the checkpoint");
+    CHECK_FAILS(l2c_attack_load(c, path));              /* not an attack checkpoint */
+    l2c_attack_free(a); l2c_attack_free(b); l2c_attack_free(c);
+    l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
+static void test_attack_lowers_clean_accuracy_of_its_victim(void)
+{
+    /* Not a strength test (that is make run): the loop must move the generator and keep numbers finite. */
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator(), *v = ta_victim();
+    l2c_attack_config cfg;
+    l2c_attack *a;
+    size_t i, moved = 0;
+    REQUIRE(g && v, "setup failed");
+    ta_dataset(&d, x);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4; cfg.trials = 2; cfg.steps_per_trial = 4;
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
+    for (i = 0; i < g->nparams; i++) {
+        float p = l2c_attack_generator(a)->params[i];
+        CHECK(isfinite(p), "parameter %lu is %g", (unsigned long)i, p);
+        moved += p != g->params[i];
+    }
+    CHECK(moved > g->nparams / 2, "only %lu of %lu generator parameters moved", (unsigned long)moved, (unsigned long)g->nparams);
+    l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
+static const l2ct_case l2ct_attack_cases[] = {
+    L2CT(test_hypergradient_matches_unrolled_objective),
+    L2CT(test_hypergradient_matches_unrolled_objective_targeted),
+    L2CT(test_poison_stays_within_eps),
+    L2CT(test_attack_refuses_bad_settings),
+    L2CT(test_attack_checkpoint_resumes_bit_identically),
+    L2CT(test_attack_lowers_clean_accuracy_of_its_victim),
+    { NULL, NULL }
+};
