@@ -831,26 +831,493 @@ L2C_API int l2c_backward_from(l2c_tape *t, l2c_tensor *out, const float *seed)
 
 /* ---------------------------------------------------------------- 8. kernels ------------------- */
 
-/* L2C_GEMM_BEGIN (replaced by the blocked kernel) */
-L2C_API void l2c_gemm(int transA, int transB, int M, int N, int K, float alpha,
-                      const float *A, int lda, const float *B, int ldb,
-                      float beta, float *C, int ldc)
+/* L2C_GEMM_BEGIN: blocked, packed matrix multiply */
+/* ---- l2c_gemm: single-precision matrix multiply (Goto/BLIS-style) -------
+   Expects L2C_OMP(x), L2C_MALLOC(sz) and L2C_FREE(p) to be defined already.
+
+   Structure: C is split into at most one tile per thread; each tile runs the
+   classic five loops (N by NC, K by KC, M by MC, then NR-column by 6-row
+   micro-tiles).  op(B) is packed into NR-wide column panels and op(A) into
+   6-row panels, so the micro-kernel reads both with unit stride, and it keeps
+   a 6x32 block of C in 12 AVX-512 registers (6x16 with AVX2, 6x8 SSE).
+
+   Determinism: an element's summation order depends only on K (K-block
+   boundaries, then k in increasing order inside a block), never on the
+   tiling or the thread count, so results are bit-identical across repeats
+   and thread counts for a given binary.  (Only the unpacked fallback, used
+   if the workspace cannot be allocated, sums K in one block.) */
+
+/* Register block: 6 rows x NR columns, NR = 2 vector registers' worth, so
+   the accumulators take 12 registers plus 2 for B and 1 broadcast: it fits
+   the 16 vector registers of SSE/AVX2 and the 32 of AVX-512, and 12
+   independent FMA chains cover FMA latency x ports.  (A 6x32 block on AVX2
+   would need 24 accumulators and spill.) */
+#define L2C__GEMM_MR 6
+#if defined(__AVX512F__)
+#define L2C__GEMM_NR 32
+#elif defined(__AVX__)
+#define L2C__GEMM_NR 16
+#else
+#define L2C__GEMM_NR 8
+#endif
+/* KC: a B micro-panel is KC*NR*4 bytes = 32 KiB at 256 with AVX-512, which
+   stays in a 48 KiB L1d while 6-row A panels stream past it. */
+#ifndef L2C__GEMM_KC
+#define L2C__GEMM_KC 256
+#endif
+/* MC: an MC x KC packed A block (192 KiB) stays resident in L2. */
+#ifndef L2C__GEMM_MC
+#define L2C__GEMM_MC 192
+#endif
+/* NC: a KC x NC packed B block (2 MiB) lives in L2/L3; it is reused by every
+   MC block of the tile, so larger NC means fewer re-packs of A. */
+#ifndef L2C__GEMM_NC
+#define L2C__GEMM_NC 2048
+#endif
+/* Rough multiply-add cost of an OpenMP fork/join, used to decide whether a
+   product is worth splitting across threads. */
+#define L2C__GEMM_FORK_FMAS 1000000.0
+
+/* Fused multiply-add when the target has it: one rounding, and it lets gcc
+   emit vfmadd even under -std=c99 (where it does not contract a*b+c). */
+#if defined(FP_FAST_FMAF) || defined(__FMA__)
+#define L2C__GEMM_FMA(a, b, c) fmaf((a), (b), (c))
+#else
+#define L2C__GEMM_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* gcc and clang prefer 256-bit vectors on AVX-512 CPUs (e.g. -march=native
+   on Ice Lake / Sapphire Rapids), which halves the kernel's peak.  Ask for
+   512-bit vectors on the hot functions only; both attributes only change
+   tuning, never the instruction set, so they are safe wherever AVX-512F is
+   already enabled.  noinline: once inlined into a caller, the caller's
+   tuning (256-bit) would apply again. */
+#if defined(__AVX512F__) && defined(__clang__) && !defined(__apple_build_version__) && __clang_major__ >= 12
+#define L2C__GEMM_HOT __attribute__((noinline, target("tune=x86-64")))
+#elif defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define L2C__GEMM_HOT __attribute__((noinline, target("prefer-vector-width=512")))
+#else
+#define L2C__GEMM_HOT
+#endif
+
+/* gcc: unroll the 6-row loop early.  Otherwise, when the j-loop is short
+   enough to be unrolled first (NR=16, AVX2), gcc's loop interchange swaps
+   the row loop with the k loop and c[][] ends up in memory (~4x slower). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define L2C__GEMM_UNROLL_MR _Pragma("GCC unroll 6")
+#else
+#define L2C__GEMM_UNROLL_MR
+#endif
+
+/* Cache prefetch hint where the compiler has one; otherwise nothing. */
+#if defined(__GNUC__) && !defined(__TINYC__)
+#define L2C__GEMM_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define L2C__GEMM_PREFETCH(p) ((void)0)
+#endif
+
+typedef struct {
+    int M, N, K;
+    float alpha, beta;
+    const float *A;
+    const float *B;
+    float *C;
+    int ldc;
+    /* op(A)(i,p) = A[i*ars + p*acs], op(B)(p,j) = B[p*brs + j*bcs] */
+    int ars, acs, brs, bcs;
+} l2c__gemm_args;
+
+typedef struct {
+    void *raw;     /* what L2C_MALLOC returned */
+    float *a;      /* MC x KC packed A block, 64-byte aligned */
+    float *b;      /* KC x NC packed B block, 64-byte aligned */
+} l2c__gemm_buf;
+
+/* Grow-only per-thread packing buffers, allocated on first use. */
+static l2c__gemm_buf *l2c__gemm_ws = NULL;
+static int l2c__gemm_ws_n = 0;
+
+static int l2c__gemm_min(int a, int b) { return a < b ? a : b; }
+
+/* Start of part t of n when `units` units of size `unit` are split evenly
+   (64-bit intermediate: units * t can exceed INT_MAX). */
+static int l2c__gemm_split(int units, int t, int n, int unit)
 {
-    int i, j, k;
-    for (i = 0; i < M; i++) {
-        float *c = C + (size_t)i * ldc;
-        if (beta == 0.0f) for (j = 0; j < N; j++) c[j] = 0.0f;
-        else if (beta != 1.0f) for (j = 0; j < N; j++) c[j] *= beta;
-        for (k = 0; k < K; k++) {
-            float a = alpha * (transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
-            if (transB) for (j = 0; j < N; j++) c[j] += a * B[(size_t)j * ldb + k];
-            else {
-                const float *b = B + (size_t)k * ldb;
-                for (j = 0; j < N; j++) c[j] += a * b[j];
+    return (int)((long long)units * t / n) * unit;
+}
+
+/* Frees the packing workspace (safe to call at any time outside l2c_gemm). */
+void l2c__gemm_release(void)
+{
+    int t;
+    for (t = 0; t < l2c__gemm_ws_n; t++) L2C_FREE(l2c__gemm_ws[t].raw);
+    L2C_FREE(l2c__gemm_ws);
+    l2c__gemm_ws = NULL;
+    l2c__gemm_ws_n = 0;
+}
+
+static float *l2c__gemm_align64(void *p)
+{
+    return (float *)(((uintptr_t)p + 63u) & ~(uintptr_t)63u);
+}
+
+/* Ensures buffers for up to `want` threads; returns how many exist (may be
+   fewer than wanted, or 0, if allocation fails). */
+static int l2c__gemm_reserve(int want)
+{
+    const size_t na = (size_t)L2C__GEMM_MC * L2C__GEMM_KC;
+    const size_t nb = (size_t)L2C__GEMM_KC * L2C__GEMM_NC;
+    l2c__gemm_buf *ws;
+    int t;
+    if (want <= l2c__gemm_ws_n) return want;
+    ws = (l2c__gemm_buf *)L2C_MALLOC((size_t)want * sizeof *ws);
+    if (!ws) return l2c__gemm_ws_n;
+    for (t = 0; t < l2c__gemm_ws_n; t++) ws[t] = l2c__gemm_ws[t];
+    for (; t < want; t++) {
+        void *raw = L2C_MALLOC((na + nb) * sizeof(float) + 128);
+        if (!raw) break;
+        ws[t].raw = raw;
+        ws[t].a = l2c__gemm_align64(raw);
+        ws[t].b = l2c__gemm_align64(ws[t].a + na);
+    }
+    L2C_FREE(l2c__gemm_ws);
+    l2c__gemm_ws = ws;
+    l2c__gemm_ws_n = t;
+    return t;
+}
+
+/* Writes an mr x nr block: C = alpha*acc + beta*C.  beta == 0 never reads C
+   so NaN/garbage there cannot leak into the result. */
+static void l2c__gemm_store(const float *acc, int accld, float *C, int ldc,
+                            int mr, int nr, float alpha, float beta)
+{
+    int i, j;
+    for (i = 0; i < mr; i++) {
+        const float *s = acc + (size_t)i * accld;
+        float *d = C + (size_t)i * ldc;
+        if (beta == 0.0f)
+            for (j = 0; j < nr; j++) d[j] = alpha * s[j];
+        else if (beta == 1.0f)
+            for (j = 0; j < nr; j++) d[j] += alpha * s[j];
+        else
+            for (j = 0; j < nr; j++) d[j] = alpha * s[j] + beta * d[j];
+    }
+}
+
+/* The micro-kernel: a 6xNR block of C from kc steps of a packed 6-row A
+   panel and a packed NR-column B panel.  Constant trip counts let gcc and
+   clang unroll i/j fully and keep c[][] in registers.  The C tile is
+   prefetched first: it is usually a cache miss (C is revisited once per
+   K block) and the loads would otherwise stall the write-back. */
+L2C__GEMM_HOT
+static void l2c__gemm_micro(int kc, const float *restrict a,
+                            const float *restrict b, float *C, int ldc,
+                            int mr, int nr, float alpha, float beta)
+{
+    float c[L2C__GEMM_MR][L2C__GEMM_NR];
+    int i, j, p;
+    for (i = 0; i < mr; i++) {
+        L2C__GEMM_PREFETCH(C + (size_t)i * ldc);
+        L2C__GEMM_PREFETCH(C + (size_t)i * ldc + nr - 1);
+    }
+    for (i = 0; i < L2C__GEMM_MR; i++)
+        for (j = 0; j < L2C__GEMM_NR; j++) c[i][j] = 0.0f;
+    for (p = 0; p < kc; p++) {
+        L2C__GEMM_UNROLL_MR
+        for (i = 0; i < L2C__GEMM_MR; i++) {
+            const float ai = a[i];
+            for (j = 0; j < L2C__GEMM_NR; j++)
+                c[i][j] = L2C__GEMM_FMA(ai, b[j], c[i][j]);
+        }
+        a += L2C__GEMM_MR;
+        b += L2C__GEMM_NR;
+    }
+    if (mr == L2C__GEMM_MR && nr == L2C__GEMM_NR) {
+        /* full tile: constant bounds, so c[][] never leaves registers */
+        for (i = 0; i < L2C__GEMM_MR; i++) {
+            float *d = C + (size_t)i * ldc;
+            if (beta == 0.0f)
+                for (j = 0; j < L2C__GEMM_NR; j++) d[j] = alpha * c[i][j];
+            else if (beta == 1.0f)
+                for (j = 0; j < L2C__GEMM_NR; j++) d[j] += alpha * c[i][j];
+            else
+                for (j = 0; j < L2C__GEMM_NR; j++) d[j] = alpha * c[i][j] + beta * d[j];
+        }
+    } else {
+        l2c__gemm_store(&c[0][0], L2C__GEMM_NR, C, ldc, mr, nr, alpha, beta);
+    }
+}
+
+/* Packs op(A)[m0:m0+mc, p0:p0+kc] as 6-row panels, p-major inside a panel;
+   rows past mc are zero so the kernel never needs a row tail.  Full panels
+   get constant-trip loops so the 6-element transpose is fully unrolled. */
+static void l2c__gemm_pack_a(const l2c__gemm_args *g, int m0, int mc, int p0,
+                             int kc, float *dst)
+{
+    const size_t rs = (size_t)g->ars, cs = (size_t)g->acs;
+    int ir, i, p;
+    for (ir = 0; ir < mc; ir += L2C__GEMM_MR) {
+        const int mr = l2c__gemm_min(L2C__GEMM_MR, mc - ir);
+        const float *src = g->A + (size_t)(m0 + ir) * rs + (size_t)p0 * cs;
+        if (mr == L2C__GEMM_MR) {
+            for (p = 0; p < kc; p++, dst += L2C__GEMM_MR)
+                for (i = 0; i < L2C__GEMM_MR; i++) dst[i] = src[i * rs + p * cs];
+        } else {
+            for (p = 0; p < kc; p++, dst += L2C__GEMM_MR) {
+                for (i = 0; i < mr; i++) dst[i] = src[i * rs + p * cs];
+                for (; i < L2C__GEMM_MR; i++) dst[i] = 0.0f;
             }
         }
     }
 }
+
+/* Packs op(B)[p0:p0+kc, n0:n0+nc] as NR-column panels (panel jr starts at
+   dst + jr*kc), p-major inside a panel; columns past nc are zero.  Source
+   rows are walked contiguously in both layouts (row by row for plain B,
+   column by column for B^T) so hardware prefetch sees long streams; the
+   scattered side is the destination, which is cache-resident. */
+static void l2c__gemm_pack_b(const l2c__gemm_args *g, int p0, int kc, int n0,
+                             int nc, float *dst)
+{
+    const size_t rs = (size_t)g->brs, cs = (size_t)g->bcs;
+    const float *src = g->B + (size_t)p0 * rs + (size_t)n0 * cs;
+    const int full = nc / L2C__GEMM_NR * L2C__GEMM_NR;
+    int jr, j, p;
+    if (cs == 1) {
+        for (p = 0; p < kc; p++) {
+            const float *s = src + (size_t)p * rs;
+            for (jr = 0; jr < full; jr += L2C__GEMM_NR) {
+                float *d = dst + (size_t)jr * kc + (size_t)p * L2C__GEMM_NR;
+                for (j = 0; j < L2C__GEMM_NR; j++) d[j] = s[jr + j];
+            }
+        }
+    } else {
+        for (j = 0; j < full; j++) {
+            const float *s = src + (size_t)j * cs;
+            float *d = dst + (size_t)(j / L2C__GEMM_NR * L2C__GEMM_NR) * kc + j % L2C__GEMM_NR;
+            for (p = 0; p < kc; p++) d[(size_t)p * L2C__GEMM_NR] = s[p];
+        }
+    }
+    if (full < nc) {   /* last, partial panel: copy what exists, zero the rest */
+        float *d = dst + (size_t)full * kc;
+        for (p = 0; p < kc; p++)
+            for (j = 0; j < L2C__GEMM_NR; j++)
+                d[(size_t)p * L2C__GEMM_NR + j] =
+                    full + j < nc ? src[(size_t)p * rs + (size_t)(full + j) * cs] : 0.0f;
+    }
+}
+
+/* Runs the micro-kernel over a packed mc x kc A block and kc x nc B block.
+   jr outside ir keeps one B micro-panel in L1 while A panels stream from L2. */
+static void l2c__gemm_macro(int mc, int nc, int kc, const float *Ap,
+                            const float *Bp, float *C, int ldc,
+                            float alpha, float beta)
+{
+    int ir, jr;
+    for (jr = 0; jr < nc; jr += L2C__GEMM_NR) {
+        const int nr = l2c__gemm_min(L2C__GEMM_NR, nc - jr);
+        for (ir = 0; ir < mc; ir += L2C__GEMM_MR)
+            l2c__gemm_micro(kc, Ap + (size_t)ir * kc, Bp + (size_t)jr * kc,
+                            C + (size_t)ir * ldc + jr, ldc,
+                            l2c__gemm_min(L2C__GEMM_MR, mc - ir), nr, alpha, beta);
+    }
+}
+
+/* K-block length: K split into equal blocks of at most KC (e.g. 300 ->
+   150+150 rather than 256+44).  Depends on K only, which is what keeps the
+   summation order independent of the tiling. */
+static int l2c__gemm_kstep(int K)
+{
+    const int nblk = (K + L2C__GEMM_KC - 1) / L2C__GEMM_KC;
+    return (K + nblk - 1) / nblk;
+}
+
+/* Computes C[m0:m1, n0:n1] with the packed algorithm. */
+static void l2c__gemm_tile(const l2c__gemm_args *g, int m0, int m1, int n0,
+                           int n1, const l2c__gemm_buf *buf)
+{
+    const int ks = l2c__gemm_kstep(g->K);
+    int jc, pc, ic;
+    for (jc = n0; jc < n1; jc += L2C__GEMM_NC) {
+        const int nc = l2c__gemm_min(L2C__GEMM_NC, n1 - jc);
+        for (pc = 0; pc < g->K; pc += ks) {
+            const int kc = l2c__gemm_min(ks, g->K - pc);
+            /* beta applies once, with the first K block; later blocks add */
+            const float beta = pc == 0 ? g->beta : 1.0f;
+            l2c__gemm_pack_b(g, pc, kc, jc, nc, buf->b);
+            for (ic = m0; ic < m1; ic += L2C__GEMM_MC) {
+                const int mc = l2c__gemm_min(L2C__GEMM_MC, m1 - ic);
+                l2c__gemm_pack_a(g, ic, mc, pc, kc, buf->a);
+                l2c__gemm_macro(mc, nc, kc, buf->a, buf->b,
+                                g->C + (size_t)ic * g->ldc + jc, g->ldc,
+                                g->alpha, beta);
+            }
+        }
+    }
+}
+
+/* Unpacked path for tiny products and for when the workspace cannot be
+   allocated: C[m0:m1, n0:n1], one row and NR columns at a time, k in order. */
+L2C__GEMM_HOT
+static void l2c__gemm_direct(const l2c__gemm_args *g, int m0, int m1,
+                             int n0, int n1)
+{
+    float acc[L2C__GEMM_NR];
+    int i, j0, j, p;
+    for (i = m0; i < m1; i++) {
+        const float *a = g->A + (size_t)i * g->ars;
+        for (j0 = n0; j0 < n1; j0 += L2C__GEMM_NR) {
+            const int nr = l2c__gemm_min(L2C__GEMM_NR, n1 - j0);
+            const float *b = g->B + (size_t)j0 * g->bcs;
+            for (j = 0; j < L2C__GEMM_NR; j++) acc[j] = 0.0f;
+            if (nr == L2C__GEMM_NR && g->bcs == 1) {
+                /* common case: constant bounds keep acc[] in registers */
+                for (p = 0; p < g->K; p++) {
+                    const float ap = a[(size_t)p * g->acs];
+                    const float *bp = b + (size_t)p * g->brs;
+                    for (j = 0; j < L2C__GEMM_NR; j++) acc[j] = L2C__GEMM_FMA(ap, bp[j], acc[j]);
+                }
+            } else {
+                for (p = 0; p < g->K; p++) {
+                    const float ap = a[(size_t)p * g->acs];
+                    const float *bp = b + (size_t)p * g->brs;
+                    for (j = 0; j < nr; j++)
+                        acc[j] = L2C__GEMM_FMA(ap, bp[(size_t)j * g->bcs], acc[j]);
+                }
+            }
+            l2c__gemm_store(acc, 0, g->C + (size_t)i * g->ldc + j0, g->ldc,
+                            1, nr, g->alpha, g->beta);
+        }
+    }
+}
+
+/* Picks a tm x tn grid of tiles (tm*tn <= maxt threads, one tile each) that
+   minimises the estimated time of the slowest tile: its multiply-adds plus
+   the packing it does, plus a fork/join cost if more than one thread.
+   Tile edges fall on 6-row / NR-column boundaries. */
+static void l2c__gemm_grid(int M, int N, int K, int maxt, int *tm, int *tn)
+{
+    const int mu = (M + L2C__GEMM_MR - 1) / L2C__GEMM_MR;
+    const int nu = (N + L2C__GEMM_NR - 1) / L2C__GEMM_NR;
+    double best = -1.0;
+    int t, a;
+    *tm = *tn = 1;
+    for (t = 1; t <= maxt; t++) {
+        for (a = 1; a <= t; a++) {
+            const int b = t / a;
+            double rows, cols, cost;
+            if (a * b != t || a > mu || b > nu) continue;
+            rows = (double)((mu + a - 1) / a) * L2C__GEMM_MR;
+            cols = (double)((nu + b - 1) / b) * L2C__GEMM_NR;
+            /* packing one element costs about as much as ~16 FMAs */
+            cost = (double)K * (rows * cols + 16.0 * (rows + cols));
+            if (t > 1) cost += L2C__GEMM_FORK_FMAS;
+            if (best < 0.0 || cost < best) { best = cost; *tm = a; *tn = b; }
+        }
+    }
+}
+
+/* Scales C by beta (beta == 0: zero it without reading) for K == 0 or
+   alpha == 0, where no products contribute. */
+static void l2c__gemm_scale(int M, int N, float beta, float *C, int ldc)
+{
+    int i, j;
+    for (i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f)
+            for (j = 0; j < N; j++) c[j] = 0.0f;
+        else if (beta != 1.0f)
+            for (j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+static int l2c__gemm_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int l2c__gemm_thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Unpacked path over all of C, on several threads if the product is big
+   enough: split over rows, or over NR-column groups when M is tiny. */
+static void l2c__gemm_direct_par(const l2c__gemm_args *g)
+{
+    const int nu = (g->N + L2C__GEMM_NR - 1) / L2C__GEMM_NR;
+    const int byrow = g->M >= l2c__gemm_max_threads() || g->M >= nu;
+    int nt = (double)g->M * g->N * g->K > 4.0 * L2C__GEMM_FORK_FMAS
+                 ? l2c__gemm_max_threads() : 1;
+    int t;
+    nt = l2c__gemm_min(nt, byrow ? g->M : nu);
+    if (nt <= 1) { l2c__gemm_direct(g, 0, g->M, 0, g->N); return; }
+    L2C_OMP(omp parallel for num_threads(nt) schedule(static))
+    for (t = 0; t < nt; t++) {
+        if (byrow)
+            l2c__gemm_direct(g, l2c__gemm_split(g->M, t, nt, 1),
+                             l2c__gemm_split(g->M, t + 1, nt, 1), 0, g->N);
+        else
+            l2c__gemm_direct(g, 0, g->M, l2c__gemm_split(nu, t, nt, L2C__GEMM_NR),
+                             l2c__gemm_min(g->N, l2c__gemm_split(nu, t + 1, nt, L2C__GEMM_NR)));
+    }
+}
+
+/* Runs the packed algorithm on a tm x tn grid of tiles, one per thread. */
+static void l2c__gemm_packed(const l2c__gemm_args *g, int tm, int tn)
+{
+    const int mu = (g->M + L2C__GEMM_MR - 1) / L2C__GEMM_MR;
+    const int nu = (g->N + L2C__GEMM_NR - 1) / L2C__GEMM_NR;
+    const int nt = tm * tn;
+    int t;
+    if (nt == 1) { l2c__gemm_tile(g, 0, g->M, 0, g->N, &l2c__gemm_ws[0]); return; }
+    /* a "for" rather than one tile per thread id, so a team smaller than
+       requested still covers every tile; the buffer follows the thread. */
+    L2C_OMP(omp parallel for num_threads(nt) schedule(static))
+    for (t = 0; t < nt; t++) {
+        const int r = t / tn, s = t % tn;
+        const int m0 = l2c__gemm_split(mu, r, tm, L2C__GEMM_MR);
+        const int m1 = l2c__gemm_split(mu, r + 1, tm, L2C__GEMM_MR);
+        const int n0 = l2c__gemm_split(nu, s, tn, L2C__GEMM_NR);
+        const int n1 = l2c__gemm_split(nu, s + 1, tn, L2C__GEMM_NR);
+        l2c__gemm_tile(g, m0, l2c__gemm_min(m1, g->M), n0, l2c__gemm_min(n1, g->N),
+                       &l2c__gemm_ws[l2c__gemm_thread_num()]);
+    }
+}
+
+/* C[MxN] = alpha * op(A)[MxK] * op(B)[KxN] + beta * C; all row-major.
+   op(A) = A stored MxK with row stride lda (lda >= K), or, when transA != 0,
+   A^T where A is stored KxM (lda >= M).  op(B) likewise (B stored KxN,
+   ldb >= N; or transB: stored NxK, ldb >= K).  beta == 0 means C is
+   overwritten without being read.  Not reentrant (shared static workspace):
+   call from one thread at a time, outside OpenMP parallel regions. */
+void l2c_gemm(int transA, int transB, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc)
+{
+    l2c__gemm_args g;
+    int tm, tn, have;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) { l2c__gemm_scale(M, N, beta, C, ldc); return; }
+    g.M = M; g.N = N; g.K = K; g.alpha = alpha; g.beta = beta;
+    g.A = A; g.B = B; g.C = C; g.ldc = ldc;
+    g.ars = transA ? 1 : lda;  g.acs = transA ? lda : 1;
+    g.brs = transB ? 1 : ldb;  g.bcs = transB ? ldb : 1;
+    l2c__gemm_grid(M, N, K, l2c__gemm_max_threads(), &tm, &tn);
+    have = l2c__gemm_reserve(tm * tn);
+    if (have < tm * tn) l2c__gemm_grid(M, N, K, have, &tm, &tn);
+    if (have == 0) { l2c__gemm_direct_par(&g); return; }
+    l2c__gemm_packed(&g, tm, tn);
+}
+/* ---- end l2c_gemm ------------------------------------------------------- */
 /* L2C_GEMM_END */
 
 /* The range of output positions o for which o*stride - pad + ki lands inside [0, size). */
@@ -906,7 +1373,13 @@ L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int
                 for (oy = ylo; oy < yhi; oy++) {
                     const float *s = row + (size_t)oy * ow;
                     float *d = dst + (size_t)(oy * stride - pad + ki) * w;
-                    for (ox = xlo; ox < xhi; ox++) d[ox * stride - pad + kj] += s[ox];
+                    if (stride == 1) {   /* contiguous: let the compiler vectorise it */
+                        float *dd = d + (xlo + kj - pad);
+                        const float *ss = s + xlo;
+                        for (ox = 0; ox < xhi - xlo; ox++) dd[ox] += ss[ox];
+                    } else {
+                        for (ox = xlo; ox < xhi; ox++) d[ox * stride - pad + kj] += s[ox];
+                    }
                 }
             }
 }
@@ -1147,6 +1620,43 @@ L2C_API l2c_tensor *l2c_deconv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_
 
 /* -- batch normalisation */
 
+/* Reductions with 16 independent partial sums: the compiler vectorises them without -ffast-math,
+   and the summation order is fixed, so results are deterministic. */
+#define L2C__LANES 16
+static float l2c__sum(const float *a, size_t n)
+{
+    float acc[L2C__LANES] = { 0 }, total = 0.0f;
+    size_t i, k, body = n - n % L2C__LANES;
+    for (i = 0; i < body; i += L2C__LANES)
+        for (k = 0; k < L2C__LANES; k++) acc[k] += a[i + k];
+    for (k = 0; k < L2C__LANES; k++) total += acc[k];
+    for (i = body; i < n; i++) total += a[i];
+    return total;
+}
+
+static float l2c__dot(const float *a, const float *b, size_t n)
+{
+    float acc[L2C__LANES] = { 0 }, total = 0.0f;
+    size_t i, k, body = n - n % L2C__LANES;
+    for (i = 0; i < body; i += L2C__LANES)
+        for (k = 0; k < L2C__LANES; k++) acc[k] += a[i + k] * b[i + k];
+    for (k = 0; k < L2C__LANES; k++) total += acc[k];
+    for (i = body; i < n; i++) total += a[i] * b[i];
+    return total;
+}
+
+/* Sum of squared deviations from mu. */
+static float l2c__sqdev(const float *a, float mu, size_t n)
+{
+    float acc[L2C__LANES] = { 0 }, total = 0.0f, d;
+    size_t i, k, body = n - n % L2C__LANES;
+    for (i = 0; i < body; i += L2C__LANES)
+        for (k = 0; k < L2C__LANES; k++) { d = a[i + k] - mu; acc[k] += d * d; }
+    for (k = 0; k < L2C__LANES; k++) total += acc[k];
+    for (i = body; i < n; i++) { d = a[i] - mu; total += d * d; }
+    return total;
+}
+
 static void l2c__bn_backward(l2c__node *nd)
 {
     l2c_tensor *x = nd->in[0], *gamma = nd->in[1], *beta = nd->in[2], *y = nd->out;
@@ -1157,47 +1667,39 @@ static void l2c__bn_backward(l2c__node *nd)
     L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
     for (ch = 0; ch < c; ch++) {
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
-        float g = gamma->data[ch];
+        float g = gamma->data[ch], a, mean_dy, mean_dyx;
         int i;
         size_t j;
         for (i = 0; i < n; i++) {
             size_t off = ((size_t)i * c + ch) * p;
-            for (j = 0; j < p; j++) { sum_dy += y->grad[off + j]; sum_dy_xhat += (double)y->grad[off + j] * xhat[off + j]; }
+            sum_dy += l2c__sum(y->grad + off, p);
+            sum_dy_xhat += l2c__dot(y->grad + off, xhat + off, p);
         }
         if (gamma->grad) gamma->grad[ch] += (float)sum_dy_xhat;
         if (beta->grad) beta->grad[ch] += (float)sum_dy;
         if (!x->grad) continue;
+        a = g * invstd[ch];
+        mean_dy = batch_stats ? (float)(sum_dy / m) : 0.0f;
+        mean_dyx = batch_stats ? (float)(sum_dy_xhat / m) : 0.0f;
         for (i = 0; i < n; i++) {
             size_t off = ((size_t)i * c + ch) * p;
             const float *dy = y->grad + off, *xh = xhat + off;
             float *dx = x->grad + off;
-            if (batch_stats) {
-                float a = (float)(g * invstd[ch]), mean_dy = (float)(sum_dy / m), mean_dyx = (float)(sum_dy_xhat / m);
-                for (j = 0; j < p; j++) dx[j] += a * (dy[j] - mean_dy - xh[j] * mean_dyx);
-            } else {
-                float a = g * invstd[ch];
-                for (j = 0; j < p; j++) dx[j] += a * dy[j];
-            }
+            for (j = 0; j < p; j++) dx[j] += a * (dy[j] - mean_dy - xh[j] * mean_dyx);
         }
     }
 }
 
-/* Mean and biased variance of one channel, in double: sums run over up to ~10^5 values. */
+/* Mean and biased variance of one channel (two passes: stable for large means). */
 static void l2c__channel_stats(const float *x, int n, int c, int ch, size_t p, double *mean, double *var)
 {
-    double s = 0.0, ss = 0.0, mu;
+    double s = 0.0, ss = 0.0;
+    float mu;
     int i;
-    size_t j;
-    for (i = 0; i < n; i++) {
-        const float *row = x + ((size_t)i * c + ch) * p;
-        for (j = 0; j < p; j++) s += row[j];
-    }
-    mu = s / ((double)n * p);
-    for (i = 0; i < n; i++) {
-        const float *row = x + ((size_t)i * c + ch) * p;
-        for (j = 0; j < p; j++) { double d = row[j] - mu; ss += d * d; }
-    }
-    *mean = mu;
+    for (i = 0; i < n; i++) s += l2c__sum(x + ((size_t)i * c + ch) * p, p);
+    *mean = s / ((double)n * p);
+    mu = (float)*mean;
+    for (i = 0; i < n; i++) ss += l2c__sqdev(x + ((size_t)i * c + ch) * p, mu, p);
     *var = ss / ((double)n * p);
 }
 
@@ -2038,6 +2540,7 @@ L2C_API int l2c_model_load(l2c_model *m, const char *path)
 L2C_API int l2c_sgd_init(l2c_sgd *opt, const l2c_model *m, float lr, float momentum, float weight_decay)
 {
     if (!opt || !m) return l2c__fail(L2C_EINVAL, "l2c_sgd_init: NULL argument");
+    memset(opt, 0, sizeof *opt);
     if (!(lr > 0.0f) || !(momentum >= 0.0f && momentum < 1.0f) || !(weight_decay >= 0.0f))
         return l2c__fail(L2C_EINVAL, "l2c_sgd_init: need lr > 0, momentum in [0, 1), weight decay >= 0");
     memset(opt, 0, sizeof *opt);
@@ -2068,6 +2571,7 @@ L2C_API int l2c_adam_init(l2c_adam *opt, const l2c_model *m, float lr, float bet
 {
     size_t bytes;
     if (!opt || !m) return l2c__fail(L2C_EINVAL, "l2c_adam_init: NULL argument");
+    memset(opt, 0, sizeof *opt);
     if (!(lr > 0.0f) || !(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f) || !(eps > 0.0f))
         return l2c__fail(L2C_EINVAL, "l2c_adam_init: need lr > 0, betas in [0, 1), eps > 0");
     memset(opt, 0, sizeof *opt);
