@@ -47,16 +47,35 @@ data: $(MNIST_FILES)
 
 $(BUILD)/%: examples/%.c learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
-$(BUILD)/%: tools/%.c learn2confuse.h | $(BUILD)
+$(BUILD)/%: tools/%.c tools/png.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 $(BUILD)/test_main: tests/*.c tests/*.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) tests/test_main.c -o $@ $(LDLIBS)
 
-test: $(TESTS)
+test: $(TESTS) $(BUILD)/poison_mnist $(BUILD)/eval_mnist
+	sh tests/cli.sh $(BUILD)
 	./$(BUILD)/test_main
 
 train: $(BUILD)/train_mnist data
 	./$(BUILD)/train_mnist --data $(MNIST) --epochs 2
+
+# The main job: learn the generator (resumes from out/attack.ckpt if present), release the poisoned
+# set as MNIST IDX files in out/poisoned/, then train fresh victims on clean and poisoned data.
+POISON_ARGS ?=
+run: $(BUILD)/poison_mnist $(BUILD)/eval_mnist $(BUILD)/idx2png $(BUILD)/confusion2png data
+	mkdir -p out/poisoned
+	./$(BUILD)/poison_mnist --data $(MNIST) --out out/poisoned --checkpoint out/attack.ckpt $(POISON_ARGS)
+	./$(BUILD)/eval_mnist --train out/poisoned --test $(MNIST) --baseline $(MNIST) \
+		--generator out/poisoned/generator.l2c --confusion-dir out | tee out/eval.txt
+	./$(BUILD)/idx2png --clean $(MNIST)/train-images-idx3-ubyte --poisoned out/poisoned/train-images-idx3-ubyte \
+		--labels $(MNIST)/train-labels-idx1-ubyte --out out/figure1.png
+	./$(BUILD)/confusion2png --in out/confusion-cnn.txt --out out/confusion-cnn.png
+
+bench: $(BUILD)/bench
+	./$(BUILD)/bench
+
+experiment: $(BUILD)/poison_mnist $(BUILD)/eval_mnist data
+	sh tools/experiment.sh
 
 clean:
 	rm -rf $(BUILD)

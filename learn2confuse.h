@@ -2441,7 +2441,8 @@ static int l2c__read_file(const char *path, uint8_t **data, size_t *len, size_t 
     }
     if ((unsigned long)size > max_len) {
         fclose(f);
-        return l2c__fail(L2C_EFORMAT, "%s: %ld bytes, more than the %lu expected", path, size, (unsigned long)max_len);
+        return l2c__fail(L2C_EFORMAT, "%s: %ld bytes where %lu are expected: a file of another kind or architecture",
+                         path, size, (unsigned long)max_len);
     }
     *data = (uint8_t *)L2C_MALLOC((size_t)size + 1);
     if (!*data) { fclose(f); return l2c__fail(L2C_ENOMEM, "%s: out of memory", path); }
@@ -2856,8 +2857,8 @@ L2C_API void l2c_batcher_reseed(l2c_batcher *b, uint64_t seed)
 
 L2C_API int l2c_batcher_init(l2c_batcher *b, int n, int batch, int shuffle, uint64_t seed)
 {
+    if (b) memset(b, 0, sizeof *b);
     if (!b || n < 1 || batch < 1) return l2c__fail(L2C_EINVAL, "l2c_batcher_init: need n >= 1 and batch >= 1");
-    memset(b, 0, sizeof *b);
     b->order = (int *)l2c__calloc((size_t)n * sizeof(int));
     if (!b->order) return L2C_ENOMEM;
     b->n = n; b->batch = batch; b->shuffle = shuffle;

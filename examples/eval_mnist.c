@@ -3,8 +3,10 @@
    test set: final and peak accuracy, the share predicted as y+1 (the label-specific attack's
    success), accuracy when fed only the noise (with --generator), and the confusion matrix.
 
-   usage: eval_mnist [--train DIR] [--test DIR] [--epochs N] [--victims a,b,...] [--seed S]
-                     [--generator FILE --eps E] [--confusion-dir DIR] [--json]
+   usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]
+                     [--seed S] [--generator FILE --eps E] [--confusion-dir DIR] [--json]
+   --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
+   in the shape of the paper's Table 1.
    victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large (default: all) */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
@@ -96,94 +98,144 @@ static void write_confusion(const char *dir, const char *name, const uint8_t *pr
     if (l2c_write_file_atomic(path, text, (size_t)len)) fprintf(stderr, "eval_mnist: %s\n", l2c_error());
 }
 
+typedef struct result { double final_acc, peak_acc, shifted, noise_acc; } result;
+
+/* Trains victim vi from scratch on `train` and measures it on the clean test set (predictions of
+   the final model are left in pred). */
+static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_dataset *test, const float *xtest,
+                    const float *noise, int epochs, uint64_t seed, l2c_tape *tape, uint8_t *pred, result *r)
+{
+    l2c_model *m = build(vi->name, seed);
+    l2c_sgd sgd;
+    l2c_adam adam;
+    l2c_batcher order;
+    float *x = (float *)malloc(64 * 784 * sizeof(float));
+    uint8_t y[64];
+    int e, rc = 0;
+    memset(r, 0, sizeof *r);
+    r->noise_acc = -1;
+    if (!m || !x || (vi->adam ? l2c_adam_init(&adam, m, vi->lr, 0.9f, 0.999f, 1e-8f, 0) : l2c_sgd_init(&sgd, m, vi->lr, 0.9f, 0.0f)) ||
+        l2c_batcher_init(&order, train->n, 64, 1, seed)) return -1;
+    for (e = 0; e < epochs && !rc; e++) {
+        rc = train_epoch(m, tape, vi, &sgd, &adam, train, &order, x, y) ||
+             l2c_model_predict(m, tape, xtest, test->n, 500, pred);
+        r->final_acc = share(pred, test->labels, test->n, 0);
+        if (r->final_acc > r->peak_acc) r->peak_acc = r->final_acc;
+    }
+    r->shifted = share(pred, test->labels, test->n, 1);
+    if (!rc && noise) {
+        uint8_t *np = (uint8_t *)malloc((size_t)test->n);
+        if (np && l2c_model_predict(m, tape, noise, test->n, 500, np) == 0) r->noise_acc = share(np, test->labels, test->n, 0);
+        free(np);
+    }
+    if (vi->adam) l2c_adam_free(&adam); else l2c_sgd_free(&sgd);
+    l2c_batcher_free(&order); l2c_model_free(m); free(x);
+    return rc ? -1 : 0;
+}
+
+static int load_set(l2c_dataset *ds, const char *dir, const char *prefix)
+{
+    char im[1024], lb[1024];
+    snprintf(im, sizeof im, "%s/%s-images-idx3-ubyte", dir, prefix);
+    snprintf(lb, sizeof lb, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    if (l2c_dataset_load(ds, im, lb, 10)) { fprintf(stderr, "eval_mnist: %s\n", l2c_error()); return -1; }
+    if (ds->c != 1 || ds->h != 28 || ds->w != 28) {
+        fprintf(stderr, "eval_mnist: %s holds %dx%dx%d images; the victims take 28x28 grey ones\n", im, ds->c, ds->h, ds->w);
+        return -1;
+    }
+    return 0;
+}
+
+/* eps*g(x) of the clean test images alone, as the released (quantised) poison minus the clean image. */
+static float *noise_only(const char *gen_path, const l2c_dataset *test, const float *xtest, float eps)
+{
+    l2c_model *g = l2c_mnist_generator(0), *ae = l2c_mnist_autoencoder(0);
+    l2c_dataset pt;
+    float *noise = NULL;
+    int i, rc = l2c_model_load(g, gen_path);
+    if (rc && l2c_model_load(ae, gen_path) == 0) { l2c_model_free(g); g = ae; ae = NULL; rc = 0; }
+    if (!rc && l2c_poison_dataset(g, test, eps, 1.0f, &pt) == 0) {
+        noise = to_floats(&pt);
+        for (i = 0; noise && i < test->n * 784; i++) noise[i] -= xtest[i];
+        l2c_dataset_free(&pt);
+    }
+    if (!noise) fprintf(stderr, "eval_mnist: %s: %s\n", gen_path, l2c_error());
+    l2c_model_free(g); l2c_model_free(ae);
+    return noise;
+}
+
+static int listed(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    const char *hit = strstr(list, name);
+    while (hit && ((hit != list && hit[-1] != ',') || (hit[len] && hit[len] != ','))) hit = strstr(hit + 1, name);
+    return hit != NULL;
+}
+
+static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf(buf, "%.2f", 100 * v); }
+
 int main(int argc, char **argv)
 {
-    const char *train_dir = "build/mnist", *test_dir = "build/mnist", *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large";
-    const char *gen_path = NULL, *conf_dir = NULL;
-    char p1[1024], p2[1024];
+    const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
+    const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large", *gen_path = NULL, *conf_dir = NULL;
     int epochs = 2, json = 0, i, v, first = 1;
     unsigned long seed = 7;
-    float eps = 0.3f, *xtest, *noise = NULL, *x = (float *)malloc(64 * 784 * sizeof(float));
-    uint8_t y[64], *pred;
-    l2c_dataset train, test;
+    float eps = 0.3f, *xtest, *noise = NULL;
+    uint8_t *pred;
+    l2c_dataset train, test, base;
     l2c_tape *tape = l2c_tape_new();
 
-    for (i = 1; i + 1 < argc; i += 2) {
-        const char *a = argv[i], *val = argv[i + 1];
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!val) { fprintf(stderr, "eval_mnist: %s needs a value\n", a); return 2; }
+        i++;
         if (!strcmp(a, "--train")) train_dir = val;
         else if (!strcmp(a, "--test")) test_dir = val;
+        else if (!strcmp(a, "--baseline")) base_dir = val;
         else if (!strcmp(a, "--epochs")) epochs = atoi(val);
         else if (!strcmp(a, "--victims")) list = val;
         else if (!strcmp(a, "--seed")) seed = strtoul(val, NULL, 10);
         else if (!strcmp(a, "--generator")) gen_path = val;
         else if (!strcmp(a, "--eps")) eps = (float)atof(val);
         else if (!strcmp(a, "--confusion-dir")) conf_dir = val;
-        else if (!strcmp(a, "--json")) { json = 1; i--; }
         else { fprintf(stderr, "eval_mnist: unknown option %s (see examples/eval_mnist.c)\n", a); return 2; }
     }
-    if (i == argc - 1 && !strcmp(argv[i], "--json")) json = 1;
-    else if (i != argc) { fprintf(stderr, "eval_mnist: %s needs a value\n", argv[i]); return 2; }
     if (epochs < 1 || !(eps > 0.0f && eps <= 1.0f)) { fprintf(stderr, "eval_mnist: need --epochs >= 1 and --eps in (0, 1]\n"); return 2; }
-
-    snprintf(p1, sizeof p1, "%s/train-images-idx3-ubyte", train_dir);
-    snprintf(p2, sizeof p2, "%s/train-labels-idx1-ubyte", train_dir);
-    if (l2c_dataset_load(&train, p1, p2, 10)) { fprintf(stderr, "eval_mnist: %s\n", l2c_error()); return 1; }
-    snprintf(p1, sizeof p1, "%s/t10k-images-idx3-ubyte", test_dir);
-    snprintf(p2, sizeof p2, "%s/t10k-labels-idx1-ubyte", test_dir);
-    if (l2c_dataset_load(&test, p1, p2, 10)) { fprintf(stderr, "eval_mnist: %s\n", l2c_error()); return 1; }
-    if (train.c != 1 || train.h != 28 || train.w != 28 || test.c != 1 || test.h != 28 || test.w != 28) {
-        fprintf(stderr, "eval_mnist: the victims take 28x28 grey images\n"); return 1;
-    }
+    if (load_set(&train, train_dir, "train") || load_set(&test, test_dir, "t10k") ||
+        (base_dir && load_set(&base, base_dir, "train"))) return 1;
     xtest = to_floats(&test);
     pred = (uint8_t *)malloc((size_t)test.n);
-    if (gen_path) {   /* noise only: what eps*g(x) of clean test images alone is classified as */
-        l2c_model *g = l2c_mnist_generator(0);
-        l2c_dataset pt;
-        if (l2c_model_load(g, gen_path) || l2c_poison_dataset(g, &test, eps, 1.0f, &pt)) { fprintf(stderr, "eval_mnist: %s\n", l2c_error()); return 1; }
-        noise = to_floats(&pt);
-        for (i = 0; i < test.n * 784; i++) noise[i] -= xtest[i];
-        l2c_dataset_free(&pt); l2c_model_free(g);
-    }
+    if (gen_path && !(noise = noise_only(gen_path, &test, xtest, eps))) return 1;
     if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"victims\": [", train_dir, epochs);
-    else printf("%-10s %-46s %8s %8s %8s %8s\n", "victim", "recipe", "final%", "peak%", "y+1 %", "noise%");
+    else printf("%-10s %-46s %8s %8s %8s %8s %8s\n", "victim", "recipe (2 epochs unless --epochs)", base_dir ? "clean%" : "",
+                "final%", "peak%", "y+1 %", "noise%");
 
     for (v = 0; v < NVICTIMS; v++) {
         const victim *vi = &VICTIMS[v];
-        l2c_model *m;
-        l2c_sgd sgd;
-        l2c_adam adam;
-        l2c_batcher order;
-        double acc = 0, peak = 0, shift1, noise_acc = -1;
-        int e;
-        size_t len = strlen(vi->name);
-        const char *hit = strstr(list, vi->name);
-        while (hit && ((hit != list && hit[-1] != ',') || (hit[len] && hit[len] != ','))) hit = strstr(hit + 1, vi->name);
-        if (!hit) continue;
-        m = build(vi->name, seed);
-        if (!m || (vi->adam ? l2c_adam_init(&adam, m, vi->lr, 0.9f, 0.999f, 1e-8f, 0) : l2c_sgd_init(&sgd, m, vi->lr, 0.9f, 0.0f)) ||
-            l2c_batcher_init(&order, train.n, 64, 1, seed)) { fprintf(stderr, "eval_mnist: %s\n", l2c_error()); return 1; }
-        for (e = 0; e < epochs; e++) {
-            if (train_epoch(m, tape, vi, &sgd, &adam, &train, &order, x, y) ||
-                l2c_model_predict(m, tape, xtest, test.n, 500, pred)) { fprintf(stderr, "eval_mnist: %s\n", l2c_error()); return 1; }
-            acc = share(pred, test.labels, test.n, 0);
-            if (acc > peak) peak = acc;
+        result r, rb;
+        char c0[32], c1[32], c2[32], c3[32], c4[32];
+        if (!listed(list, vi->name)) continue;
+        rb.final_acc = -1;
+        if ((base_dir && evaluate(vi, &base, &test, xtest, NULL, epochs, seed, tape, pred, &rb)) ||
+            evaluate(vi, &train, &test, xtest, noise, epochs, seed, tape, pred, &r)) {
+            fprintf(stderr, "eval_mnist: %s: %s\n", vi->name, l2c_error()); return 1;
         }
-        shift1 = share(pred, test.labels, test.n, 1);
         if (conf_dir) write_confusion(conf_dir, vi->name, pred, test.labels, test.n);
-        if (noise && l2c_model_predict(m, tape, noise, test.n, 500, pred) == 0) noise_acc = share(pred, test.labels, test.n, 0);
         if (json)
-            printf("%s\n  {\"name\": \"%s\", \"recipe\": \"%s\", \"final_acc\": %.4f, \"peak_acc\": %.4f, \"label_map_success\": %.4f, \"noise_only_acc\": %.4f}",
-                   first ? "" : ",", vi->name, vi->recipe, acc, peak, shift1, noise_acc);
-        else
-            printf("%-10s %-46s %8.2f %8.2f %8.2f %8s\n", vi->name, vi->recipe, 100 * acc, 100 * peak, 100 * shift1,
-                   noise_acc < 0 ? "-" : (snprintf(p1, sizeof p1, "%.2f", 100 * noise_acc), p1));
+            printf("%s\n  {\"name\": \"%s\", \"recipe\": \"%s\", \"clean_train_acc\": %.4f, \"final_acc\": %.4f, \"peak_acc\": %.4f, "
+                   "\"label_map_success\": %.4f, \"noise_only_acc\": %.4f}",
+                   first ? "" : ",", vi->name, vi->recipe, rb.final_acc, r.final_acc, r.peak_acc, r.shifted, r.noise_acc);
+        else {
+            pct(c0, rb.final_acc); pct(c1, r.final_acc); pct(c2, r.peak_acc); pct(c3, r.shifted); pct(c4, r.noise_acc);
+            printf("%-10s %-46s %8s %8s %8s %8s %8s\n", vi->name, vi->recipe, base_dir ? c0 : "", c1, c2, c3, c4);
+        }
         fflush(stdout);
         first = 0;
-        if (vi->adam) l2c_adam_free(&adam); else l2c_sgd_free(&sgd);
-        l2c_batcher_free(&order); l2c_model_free(m);
     }
     if (json) printf("\n]}\n");
-    free(x); free(xtest); free(noise); free(pred); l2c_tape_free(tape);
+    free(xtest); free(noise); free(pred); l2c_tape_free(tape);
     l2c_dataset_free(&train); l2c_dataset_free(&test);
+    if (base_dir) l2c_dataset_free(&base);
     return 0;
 }

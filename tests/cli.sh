@@ -1,0 +1,63 @@
+#!/bin/sh
+# Command-line tests of the example programs: bad input gives a clear message and a non-zero exit,
+# and nothing already written is lost or half-replaced. Usage: sh tests/cli.sh BUILD_DIR
+# Prints one line per check and "N passed, N failed" last.
+B=${1:-build}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT INT TERM
+pass=0; fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL $1"; }
+
+# idx FILE TYPE-RANK DIM... : writes an IDX header (uint8) followed by COUNT random bytes
+be32() { printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"; }
+idx() {
+    f=$1; shift
+    count=1
+    { printf '\000\000\010'; printf "\\$(printf %03o $#)"; for d in "$@"; do be32 "$d"; count=$((count * d)); done; } > "$f"
+    head -c "$count" /dev/urandom >> "$f"
+}
+labels() { { printf '\000\000\010\001'; be32 "$2"; i=0; while [ $i -lt "$2" ]; do printf "\\$(printf %03o $((i % 10)))"; i=$((i + 1)); done; } > "$1"; }
+
+# expect NAME EXIT-CODE PATTERN COMMAND...: the command exits with that code and prints PATTERN
+expect() {
+    name=$1; code=$2; pattern=$3; shift 3
+    "$@" > "$T/log" 2>&1; rc=$?
+    if [ $rc -eq "$code" ] && grep -q -- "$pattern" "$T/log"; then ok "$name"
+    else ko "$name (exit $rc, wanted $code and '$pattern'; output: $(head -c 300 "$T/log" | tr '\n' ' '))"; fi
+}
+
+mkdir -p "$T/good" "$T/big" "$T/mismatch" "$T/out"
+idx "$T/good/train-images-idx3-ubyte" 128 28 28;   labels "$T/good/train-labels-idx1-ubyte" 128
+idx "$T/good/t10k-images-idx3-ubyte" 50 28 28;     labels "$T/good/t10k-labels-idx1-ubyte" 50
+idx "$T/big/train-images-idx3-ubyte" 128 32 32;    labels "$T/big/train-labels-idx1-ubyte" 128
+idx "$T/mismatch/train-images-idx3-ubyte" 128 28 28; labels "$T/mismatch/train-labels-idx1-ubyte" 100
+P="$B/poison_mnist --trials 1 --steps 2 --checkpoint $T/ckpt"
+
+expect poison_rejects_eps_zero 2 "eps" $P --data "$T/good" --out "$T/out" --eps 0
+expect poison_rejects_eps_above_one 2 "eps" $P --data "$T/good" --out "$T/out" --eps 1.5
+expect poison_rejects_unknown_option 2 "unknown option" $P --data "$T/good" --bogus
+expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"
+expect poison_rejects_count_mismatch 1 "128 images" $P --data "$T/mismatch" --out "$T/out"
+expect poison_rejects_missing_data 1 "cannot open" $P --data "$T/nowhere" --out "$T/out"
+expect poison_runs_on_good_data 0 "wrote" $P --data "$T/good" --out "$T/out"
+expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/out"
+cp "$T/ckpt" "$T/ckpt.before"
+expect poison_refuses_checkpoint_of_other_generator 1 "another architecture" $P --data "$T/good" --out "$T/out" --generator autoencoder
+if cmp -s "$T/ckpt" "$T/ckpt.before"; then ok checkpoint_untouched_after_refusal; else ko checkpoint_untouched_after_refusal; fi
+cp "$T/out/train-images-idx3-ubyte" "$T/images.before"
+touch "$T/afile"
+expect poison_reports_unwritable_output 1 "cannot create" $P --data "$T/good" --out "$T/afile"
+if cmp -s "$T/out/train-images-idx3-ubyte" "$T/images.before"; then ok earlier_output_intact; else ko earlier_output_intact; fi
+if ls "$T/out" | grep -q tmp; then ko no_temporary_files_left; else ok no_temporary_files_left; fi
+
+E="$B/eval_mnist --test $T/good --epochs 1 --victims softmax"
+expect eval_runs_on_poisoned_set 0 "softmax" $E --train "$T/out" --generator "$T/out/generator.l2c" --baseline "$T/good"
+expect eval_json 0 '"victims"' $E --train "$T/out" --json
+expect eval_rejects_32x32_images 1 "28x28" $E --train "$T/big"
+expect eval_rejects_count_mismatch 1 "labels" $E --train "$T/mismatch"
+expect eval_rejects_eps 2 "eps" $E --train "$T/good" --eps 2
+expect eval_rejects_foreign_generator 1 "another kind or architecture" $E --train "$T/good" --generator "$T/ckpt"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
