@@ -605,6 +605,7 @@ L2C_API uint32_t l2c_rng_below(l2c_rng *rng, uint32_t n)
     return r % n;
 }
 
+/* L2C_ENGINE_REGION_BEGIN */
 /* ---------------------------------------------------------------- 3. tensors and the tape ------ */
 
 L2C_API size_t l2c_tensor_size(const l2c_tensor *t)
@@ -2036,6 +2037,8 @@ L2C_API l2c_tensor *l2c_softmax_xent(l2c_tape *t, l2c_tensor *logits, const uint
     nd->save[1] = target;
     return nd->out;
 }
+
+/* L2C_ENGINE_REGION_END */
 
 /* ---------------------------------------------------------------- 5. models -------------------- */
 
