@@ -3,7 +3,7 @@
    usage: poison_mnist [--data DIR] [--out DIR] [--checkpoint FILE] [--eps E] [--trials T]
                        [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
-                       [--threads T]
+                       [--victim-width PERCENT] [--threads T]
 
    Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
    MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
@@ -42,7 +42,7 @@ int main(int argc, char **argv)
     const char *data = "build/mnist", *out = "out/poisoned", *ckpt = "out/attack.ckpt", *arch = "mnist";
     char path[1024], path2[1024];
     float fraction = 1.0f;
-    int fresh = 0, threads = 0, i, rc, trials_left;
+    int fresh = 0, threads = 0, width = 100, i, rc, trials_left;
     l2c_attack_config cfg;
     l2c_dataset train, poisoned;
     l2c_model *gen, *victim;
@@ -64,6 +64,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--fraction")) fraction = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--generator")) arch = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--threads")) threads = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--victim-width")) width = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;
         else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }
@@ -81,7 +82,7 @@ int main(int argc, char **argv)
         return 1;
     }
     gen = strcmp(arch, "mnist") ? l2c_mnist_autoencoder(cfg.seed) : l2c_mnist_generator(cfg.seed);
-    victim = l2c_mnist_victim(100, cfg.seed);
+    victim = l2c_mnist_victim(width, cfg.seed);   /* the imaginary victim (surrogate) */
     cfg.progress = progress;
     cfg.user = &cfg.trials;
     attack = gen && victim ? l2c_attack_new(&cfg, gen, victim, &train) : NULL;
