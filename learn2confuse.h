@@ -397,7 +397,10 @@ typedef struct l2c_attack_config {
     float gen_lr;          /* Adam learning rate of the generator                  default 1e-3 */
     int batch;             /* mini-batch size                                      default 64 */
     int trials;            /* number of fresh victims                              default 4 */
-    int steps_per_trial;   /* victim steps before it is replaced; 0 = one epoch    default 0 */
+    int steps_per_trial;   /* steps per trial (xi <- xi' after each); 0 = one epoch default 0 */
+    int victims;           /* victims trained in turn, one step each (a pool)      default 1 */
+    int victim_lifetime;   /* a victim's own steps before it is replaced; 0 =
+                              steps_per_trial (the paper: a fresh victim per trial)  default 0 */
     int targeted;          /* 0: non-targeted; 1: label-specific with label_map     default 0 */
     int label_map[L2C_MAX_CLASSES]; /* eta(y) for the targeted mode            default y+1 mod K */
     float fd_radius;       /* finite-difference radius r * |v|                     default 0.01 */
@@ -2942,7 +2945,11 @@ struct l2c_attack {
     l2c_attack_config cfg;
     const l2c_dataset *train;
     l2c_model *frozen, *trainable;   /* generator copies xi and xi' */
-    l2c_model *victim, *probe;       /* theta, and a scratch victim for theta' and theta +- r v */
+    l2c_model *victim, *probe;       /* the current theta, and a scratch victim for theta' and theta +- r v */
+    l2c_model **pool;                /* cfg.victims victims, trained in turn */
+    int *age;                        /* each victim's own steps since it was (re)initialised */
+    long steps_done;                 /* attack steps over all trials */
+    long reinits;                    /* victims initialised so far: seeds the next one */
     l2c_adam adam;
     l2c_sgd sgd;
     l2c_tape *gen_tape, *vic_tape;
@@ -2963,6 +2970,8 @@ L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses)
     cfg->batch = 64;
     cfg->trials = 4;
     cfg->steps_per_trial = 0;
+    cfg->victims = 1;
+    cfg->victim_lifetime = 0;
     cfg->fd_radius = 0.01f;
     cfg->seed = 1;
     if (nclasses < 1 || nclasses > L2C_MAX_CLASSES) nclasses = 10;
@@ -2978,6 +2987,8 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
         return l2c__fail(L2C_EINVAL, "attack: learning rates and fd_radius must be positive");
     if (cfg->batch < 2 || cfg->batch > d->n) return l2c__fail(L2C_EINVAL, "attack: batch %d must be in [2, %d samples]", cfg->batch, d->n);
     if (cfg->trials < 1 || cfg->steps_per_trial < 0) return l2c__fail(L2C_EINVAL, "attack: need trials >= 1 and steps_per_trial >= 0");
+    if (cfg->victims < 1 || cfg->victims > 64 || cfg->victim_lifetime < 0)
+        return l2c__fail(L2C_EINVAL, "attack: need 1 <= victims <= 64 and victim_lifetime >= 0");
     l2c_model_output_shape(g, &c, &h, &w);
     if (g->in_c != d->c || g->in_h != d->h || g->in_w != d->w || c != d->c || h != d->h || w != d->w)
         return l2c__fail(L2C_EINVAL, "attack: the generator maps %dx%dx%d to %dx%dx%d; the data is %dx%dx%d",
@@ -2997,6 +3008,7 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
 {
     l2c_attack *a;
     size_t per;
+    int k = 0;
     if (l2c__attack_check(cfg, generator, victim, train)) return NULL;
     a = (l2c_attack *)l2c__calloc(sizeof *a);
     if (!a) return NULL;
@@ -3005,8 +3017,14 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     per = (size_t)train->c * train->h * train->w * cfg->batch;
     a->frozen = l2c_model_clone(generator);
     a->trainable = l2c_model_clone(generator);
-    a->victim = l2c_model_clone(victim);
     a->probe = l2c_model_clone(victim);
+    a->pool = (l2c_model **)l2c__calloc((size_t)cfg->victims * sizeof *a->pool);
+    a->age = (int *)l2c__calloc((size_t)cfg->victims * sizeof *a->age);
+    for (k = 0; a->pool && a->age && k < cfg->victims; k++) {
+        if (!(a->pool[k] = l2c_model_clone(victim))) break;
+        a->age[k] = -1;   /* not yet initialised */
+    }
+    a->victim = a->pool && k == cfg->victims ? a->pool[0] : NULL;
     a->gen_tape = l2c_tape_new();
     a->vic_tape = l2c_tape_new();
     a->x = (float *)l2c__calloc(per * sizeof(float));
@@ -3028,7 +3046,9 @@ L2C_API void l2c_attack_free(l2c_attack *a)
 {
     if (!a) return;
     l2c_model_free(a->frozen); l2c_model_free(a->trainable);
-    l2c_model_free(a->victim); l2c_model_free(a->probe);
+    if (a->pool) { int k; for (k = 0; k < a->cfg.victims; k++) l2c_model_free(a->pool[k]); }
+    L2C_FREE(a->pool); L2C_FREE(a->age);
+    l2c_model_free(a->probe);
     l2c_adam_free(&a->adam); l2c_sgd_free(&a->sgd);
     l2c_tape_free(a->gen_tape); l2c_tape_free(a->vic_tape);
     L2C_FREE(a->x); L2C_FREE(a->seed_grad); L2C_FREE(a->grad_plus); L2C_FREE(a->y);
@@ -3188,6 +3208,20 @@ static int l2c__next_batch(l2c_attack *a)
     return n;
 }
 
+/* Makes a->victim the pool member whose turn it is, replacing it with a fresh one when its life is
+   over. The first generation is staggered (victim k lives (K-k)/K of a life), so that afterwards
+   the pool always holds victims of every age. The paper's schedule is one victim living one trial. */
+static void l2c__pick_victim(l2c_attack *a, int steps_per_trial)
+{
+    int K = a->cfg.victims, k = (int)(a->steps_done % K);
+    int life = a->cfg.victim_lifetime ? a->cfg.victim_lifetime : steps_per_trial;
+    if (a->age[k] < 0) a->age[k] = (int)((long)k * life / K);   /* staggered first generation */
+    else if (a->age[k] < life) { a->victim = a->pool[k]; return; }
+    else a->age[k] = 0;
+    a->victim = a->pool[k];
+    l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
+}
+
 L2C_API int l2c_attack_run_trial(l2c_attack *a)
 {
     int steps, s, rc;
@@ -3195,13 +3229,15 @@ L2C_API int l2c_attack_run_trial(l2c_attack *a)
     if (!a) return l2c__fail(L2C_EINVAL, "l2c_attack_run_trial: NULL attack");
     steps = a->cfg.steps_per_trial ? a->cfg.steps_per_trial : (a->train->n + a->cfg.batch - 1) / a->cfg.batch;
     if (a->started == 0.0) a->started = l2c_seconds();
-    /* A fresh victim and a batch order that depend only on (seed, trial): resuming from a
-       checkpoint repeats exactly what an uninterrupted run does. */
-    l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->trials_done);
+    /* The batch order depends only on (seed, trial): resuming from a checkpoint repeats exactly
+       what an uninterrupted run does. */
     l2c_batcher_reseed(&a->order, a->cfg.seed * 7919u + (uint64_t)a->trials_done);
     for (s = 1; s <= steps; s++) {
         int n = l2c__next_batch(a);
+        l2c__pick_victim(a, steps);
         if ((rc = l2c__attack_step(a, n, &pr.victim_loss, &pr.clean_loss))) return rc;
+        a->age[a->steps_done % a->cfg.victims]++;
+        a->steps_done++;
         pr.trial = a->trials_done + 1; pr.trials = a->cfg.trials;
         pr.step = s; pr.steps = steps;
         pr.seconds = l2c_seconds() - a->started;
@@ -3225,43 +3261,63 @@ L2C_API int l2c_attack_run(l2c_attack *a)
 L2C_API int l2c_attack_trials_done(const l2c_attack *a) { return a ? a->trials_done : 0; }
 L2C_API const l2c_model *l2c_attack_generator(const l2c_attack *a) { return a ? a->frozen : NULL; }
 
+/* Checkpoint layout: "L2CA", version, trials done, steps done, victims initialised, the victims'
+   ages, the generator architecture, frozen and trainable generator states, every victim's state,
+   the Adam state, checksum. */
 L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
 {
     l2c__buf b;
+    int k;
     if (!a || !path) return l2c__fail(L2C_EINVAL, "l2c_attack_save: NULL argument");
     memset(&b, 0, sizeof b);
     l2c__put(&b, "L2CA", 4);
     l2c__put_u32(&b, 1);
     l2c__put_u32(&b, (uint32_t)a->trials_done);
+    l2c__put_u64(&b, (uint64_t)a->steps_done);
+    l2c__put_u64(&b, (uint64_t)a->reinits);
+    for (k = 0; k < a->cfg.victims; k++) l2c__put_u32(&b, (uint32_t)a->age[k]);
     l2c__put_arch(&b, a->frozen);
     l2c__put_state(&b, a->frozen);
     l2c__put_state(&b, a->trainable);
+    for (k = 0; k < a->cfg.victims; k++) l2c__put_state(&b, a->pool[k]);
     l2c__put_adam(&b, &a->adam);
     return l2c__buf_commit(&b, path);
+}
+
+static uint64_t l2c__get_u64(const uint8_t *s) { return l2c__get_u32(s) | (uint64_t)l2c__get_u32(s + 4) << 32; }
+
+static void l2c__get_state(const uint8_t *s, l2c_model *m)
+{
+    l2c__get_floats(s, m->params, m->nparams);
+    l2c__get_floats(s + 4 * m->nparams, m->buffers, m->nbuffers);
 }
 
 L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
 {
     uint8_t *p;
-    size_t len, expected, state;
-    int rc;
+    const uint8_t *s;
+    size_t len, expected, gen_state, vic_state, head;
+    int rc, k, K;
     if (!a || !path) return l2c__fail(L2C_EINVAL, "l2c_attack_load: NULL argument");
-    state = l2c__state_bytes(a->frozen);
-    expected = 12 + l2c__arch_bytes(a->frozen) + 2 * state + l2c__adam_bytes(&a->adam) + 4;
+    K = a->cfg.victims;
+    gen_state = l2c__state_bytes(a->frozen);
+    vic_state = l2c__state_bytes(a->probe);
+    head = 28 + 4 * (size_t)K;
+    expected = head + l2c__arch_bytes(a->frozen) + 2 * gen_state + K * vic_state + l2c__adam_bytes(&a->adam) + 4;
     rc = l2c__read_file(path, &p, &len, expected);
     if (rc) return rc;
     rc = l2c__verify(path, p, len, expected, "L2CA");
-    if (!rc) rc = l2c__check_arch(path, p + 12, a->frozen);
+    if (!rc) rc = l2c__check_arch(path, p + head, a->frozen);
+    s = p + head + l2c__arch_bytes(a->frozen);
+    if (!rc) rc = l2c__get_adam(path, s + 2 * gen_state + K * vic_state, &a->adam);
     if (!rc) {
-        const uint8_t *s = p + 12 + l2c__arch_bytes(a->frozen);
-        rc = l2c__get_adam(path, s + 2 * state, &a->adam);
-        if (!rc) {
-            l2c__get_floats(s, a->frozen->params, a->frozen->nparams);
-            l2c__get_floats(s + 4 * a->frozen->nparams, a->frozen->buffers, a->frozen->nbuffers);
-            l2c__get_floats(s + state, a->trainable->params, a->trainable->nparams);
-            l2c__get_floats(s + state + 4 * a->trainable->nparams, a->trainable->buffers, a->trainable->nbuffers);
-            a->trials_done = (int)l2c__get_u32(p + 8);
-        }
+        a->trials_done = (int)l2c__get_u32(p + 8);
+        a->steps_done = (long)l2c__get_u64(p + 12);
+        a->reinits = (long)l2c__get_u64(p + 20);
+        for (k = 0; k < K; k++) a->age[k] = (int)l2c__get_u32(p + 28 + 4 * k);
+        l2c__get_state(s, a->frozen);
+        l2c__get_state(s + gen_state, a->trainable);
+        for (k = 0; k < K; k++) l2c__get_state(s + 2 * gen_state + k * vic_state, a->pool[k]);
     }
     L2C_FREE(p);
     return rc;

@@ -3,7 +3,7 @@
    usage: poison_mnist [--data DIR] [--out DIR] [--checkpoint FILE] [--eps E] [--trials T]
                        [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
-                       [--victim-width PERCENT] [--threads T]
+                       [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
 
    Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
    MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
@@ -65,6 +65,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--generator")) arch = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--threads")) threads = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--victim-width")) width = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--victims")) cfg.victims = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--lifetime")) cfg.victim_lifetime = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;
         else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }

@@ -162,6 +162,8 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(batch, TA_N + 1);
     TA_REFUSED(trials, 0);
     TA_REFUSED(steps_per_trial, -3);
+    TA_REFUSED(victims, 0);
+    TA_REFUSED(victim_lifetime, -1);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.targeted = 1; cfg.label_map[1] = 7;
     CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL, "a label map outside the classes was accepted");
@@ -174,7 +176,8 @@ static void test_attack_refuses_bad_settings(void)
 
 static int ta_stop_after(const l2c_attack_progress *p, void *user) { return p->step >= *(int *)user; }
 
-static void test_attack_checkpoint_resumes_bit_identically(void)
+/* victims / lifetime: the paper's one fresh victim per trial, or a pool living across trials. */
+static void ta_check_resume(int victims, int lifetime)
 {
     l2c_dataset d;
     float x[TA_N * TA_SIDE * TA_SIDE];
@@ -187,6 +190,7 @@ static void test_attack_checkpoint_resumes_bit_identically(void)
     ta_dataset(&d, x);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3;
+    cfg.victims = victims; cfg.victim_lifetime = lifetime;
     a = l2c_attack_new(&cfg, g, v, &d);                 /* uninterrupted: 3 trials */
     REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
     CHECK(l2c_attack_trials_done(a) == 3, "trials done %d", l2c_attack_trials_done(a));
@@ -208,6 +212,9 @@ static void test_attack_checkpoint_resumes_bit_identically(void)
     l2c_attack_free(a); l2c_attack_free(b); l2c_attack_free(c);
     l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
+
+static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0); }
+static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5); }
 
 static void test_attack_lowers_clean_accuracy_of_its_victim(void)
 {
@@ -239,6 +246,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_poison_stays_within_eps),
     L2CT(test_attack_refuses_bad_settings),
     L2CT(test_attack_checkpoint_resumes_bit_identically),
+    L2CT(test_attack_checkpoint_resumes_victim_pool),
     L2CT(test_attack_lowers_clean_accuracy_of_its_victim),
     { NULL, NULL }
 };
