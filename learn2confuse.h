@@ -1324,6 +1324,96 @@ void l2c_gemm(int transA, int transB, int M, int N, int K, float alpha,
 /* ---- end l2c_gemm ------------------------------------------------------- */
 /* L2C_GEMM_END */
 
+/* ---- per-image products --------------------------------------------------------------------
+   Convolutions multiply one weight matrix by a matrix per image: C_i = op(A) * B_i. Doing that
+   image by image keeps B_i and C_i in cache and lets B_i / C_i be slices of NCHW tensors, so no
+   batch-sized column matrix or channel-major transpose is needed. op(A) is packed once (into
+   arena memory) and shared by all threads; each thread packs B_i into its own gemm workspace.
+   Every element is summed over K in the same blocks and order as l2c_gemm, whatever the thread
+   count, so results are bit-identical across thread counts. */
+
+typedef struct l2c__img_gemm {
+    l2c__gemm_args g;          /* M, K, alpha, beta, A and strides; N and ldc are per image */
+    const float *B;            /* B_i = B + i * bstep (row stride ldb) */
+    size_t bstep;
+    float *C;                  /* C_i = C + i * cstep, or per-thread scratch when cstep == 0 */
+    size_t cstep;
+    float *apack;              /* packed op(A): K blocks of roundup(M, MR) x kc */
+    void (*pre)(void *ctx, int i);                 /* before image i's product (may be NULL) */
+    void (*post)(void *ctx, int i, const float *c); /* after it, with C_i (may be NULL) */
+    void *ctx;
+} l2c__img_gemm;
+
+static size_t l2c__img_gemm_apack_size(int M, int K)
+{
+    return (size_t)((M + L2C__GEMM_MR - 1) / L2C__GEMM_MR * L2C__GEMM_MR) * (size_t)K;
+}
+
+/* Packs all of op(A), K block after K block (block pc starts at apack + Mr * pc). */
+static void l2c__img_gemm_pack_a(const l2c__img_gemm *ig)
+{
+    const int ks = l2c__gemm_kstep(ig->g.K);
+    const size_t mr = l2c__img_gemm_apack_size(ig->g.M, 1);
+    int pc;
+    for (pc = 0; pc < ig->g.K; pc += ks)
+        l2c__gemm_pack_a(&ig->g, 0, ig->g.M, pc, l2c__gemm_min(ks, ig->g.K - pc), ig->apack + mr * pc);
+}
+
+/* C_i for one image, on the calling thread, with packing buffer bbuf (KC x NC). */
+static void l2c__img_gemm_one(const l2c__img_gemm *ig, int i, float *c, float *bbuf)
+{
+    l2c__gemm_args g = ig->g;
+    const int ks = l2c__gemm_kstep(g.K);
+    const size_t mr = l2c__img_gemm_apack_size(g.M, 1);
+    int jc, pc;
+    g.B = ig->B + (size_t)i * ig->bstep;
+    for (jc = 0; jc < g.N; jc += L2C__GEMM_NC) {
+        const int nc = l2c__gemm_min(L2C__GEMM_NC, g.N - jc);
+        for (pc = 0; pc < g.K; pc += ks) {
+            const int kc = l2c__gemm_min(ks, g.K - pc);
+            l2c__gemm_pack_b(&g, pc, kc, jc, nc, bbuf);
+            l2c__gemm_macro(g.M, nc, kc, ig->apack + mr * pc, bbuf, c + jc, g.ldc, g.alpha,
+                            pc == 0 ? g.beta : 1.0f);
+        }
+    }
+}
+
+/* Runs pre / product / post for images 0..n-1, in parallel over images when worthwhile.
+   scratch: when cstep == 0, nthreads blocks of cscratch floats for C_i. Returns 0, or -1 if
+   the gemm workspace could not be had (nothing done; the caller then fails the op). */
+static int l2c__img_gemm_run(l2c__img_gemm *ig, int n, float *scratch, size_t cscratch)
+{
+    const double work = (double)ig->g.M * ig->g.N * ig->g.K * n;
+    int nt = work > 4.0 * L2C__GEMM_FORK_FMAS ? l2c__gemm_max_threads() : 1, i;
+    if (nt > n) nt = n;
+    nt = l2c__gemm_reserve(nt);
+    if (nt < 1) return -1;
+    l2c__img_gemm_pack_a(ig);
+    L2C_OMP(omp parallel for num_threads(nt) schedule(static) if(nt > 1))
+    for (i = 0; i < n; i++) {
+        const int tid = l2c__gemm_thread_num();
+        float *c = ig->cstep ? ig->C + (size_t)i * ig->cstep : scratch + (size_t)tid * cscratch;
+        if (ig->pre) ig->pre(ig->ctx, i);
+        l2c__img_gemm_one(ig, i, c, l2c__gemm_ws[tid].b);
+        if (ig->post) ig->post(ig->ctx, i, c);
+    }
+    return 0;
+}
+
+/* Fills in the operands of a per-image product C_i[M x N] = alpha op(A) B_i + beta C_i where
+   B_i is K x N with row stride ldb (never transposed) and C_i has row stride ldc. */
+static void l2c__img_gemm_init(l2c__img_gemm *ig, int transA, int M, int N, int K, const float *A,
+                               int lda, const float *B, int ldb, size_t bstep, float beta,
+                               float *C, int ldc, size_t cstep)
+{
+    memset(ig, 0, sizeof *ig);
+    ig->g.M = M; ig->g.N = N; ig->g.K = K; ig->g.alpha = 1.0f; ig->g.beta = beta;
+    ig->g.A = A; ig->g.ldc = ldc;
+    ig->g.ars = transA ? 1 : lda;  ig->g.acs = transA ? lda : 1;
+    ig->g.brs = ldb; ig->g.bcs = 1;
+    ig->B = B; ig->bstep = bstep; ig->C = C; ig->cstep = cstep;
+}
+
 /* The range of output positions o for which o*stride - pad + ki lands inside [0, size). */
 static void l2c__valid_range(int size, int out, int k_off, int stride, int pad, int *lo, int *hi)
 {
@@ -1335,30 +1425,45 @@ static void l2c__valid_range(int size, int out, int k_off, int stride, int pad, 
     if (*lo > *hi) *lo = *hi;
 }
 
+/* One row of an im2col matrix: output row oy of the window offset (ki, kj) of one channel plane.
+   Positions outside the image are zero. (memcpy measured faster than an inline loop here, even
+   for 8-float rows.) */
+static void l2c__im2col_row(const float *src, int ow, int stride, int pad, int kj, int xlo,
+                            int xhi, float *dst)
+{
+    int ox;
+    for (ox = 0; ox < xlo; ox++) dst[ox] = 0.0f;
+    if (stride == 1) {
+        memcpy(dst + xlo, src + xlo + kj - pad, (size_t)(xhi - xlo) * sizeof(float));
+    } else {
+        for (ox = xlo; ox < xhi; ox++) dst[ox] = src[ox * stride - pad + kj];
+    }
+    for (ox = xhi; ox < ow; ox++) dst[ox] = 0.0f;
+}
+
 L2C_API void l2c_im2col(const float *im, int c, int h, int w, int k, int stride, int pad,
                         float *col, size_t ldcol)
 {
     int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
     int ch, ki, kj, oy, ox;
     for (ch = 0; ch < c; ch++)
-        for (ki = 0; ki < k; ki++)
+        for (ki = 0; ki < k; ki++) {
+            int ylo, yhi;
+            l2c__valid_range(h, oh, ki, stride, pad, &ylo, &yhi);
             for (kj = 0; kj < k; kj++) {
                 float *row = col + ((size_t)(ch * k + ki) * k + kj) * ldcol;
                 const float *src = im + (size_t)ch * h * w;
-                int ylo, yhi, xlo, xhi;
-                l2c__valid_range(h, oh, ki, stride, pad, &ylo, &yhi);
+                int xlo, xhi;
                 l2c__valid_range(w, ow, kj, stride, pad, &xlo, &xhi);
-                for (oy = 0; oy < oh; oy++) {
-                    float *dst = row + (size_t)oy * ow;
-                    const float *s;
-                    if (oy < ylo || oy >= yhi) { memset(dst, 0, (size_t)ow * sizeof(float)); continue; }
-                    s = src + (size_t)(oy * stride - pad + ki) * w;
-                    for (ox = 0; ox < xlo; ox++) dst[ox] = 0.0f;
-                    if (stride == 1) memcpy(dst + xlo, s + xlo - pad + kj, (size_t)(xhi - xlo) * sizeof(float));
-                    else for (ox = xlo; ox < xhi; ox++) dst[ox] = s[ox * stride - pad + kj];
-                    for (ox = xhi; ox < ow; ox++) dst[ox] = 0.0f;
-                }
+                for (oy = 0; oy < ylo; oy++)
+                    for (ox = 0; ox < ow; ox++) row[(size_t)oy * ow + ox] = 0.0f;
+                for (; oy < yhi; oy++)
+                    l2c__im2col_row(src + (size_t)(oy * stride - pad + ki) * w, ow, stride, pad, kj,
+                                    xlo, xhi, row + (size_t)oy * ow);
+                for (; oy < oh; oy++)
+                    for (ox = 0; ox < ow; ox++) row[(size_t)oy * ow + ox] = 0.0f;
             }
+        }
 }
 
 L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int k, int stride,
@@ -1367,262 +1472,29 @@ L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int
     int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
     int ch, ki, kj, oy, ox;
     for (ch = 0; ch < c; ch++)
-        for (ki = 0; ki < k; ki++)
+        for (ki = 0; ki < k; ki++) {
+            int ylo, yhi;
+            l2c__valid_range(h, oh, ki, stride, pad, &ylo, &yhi);
             for (kj = 0; kj < k; kj++) {
                 const float *row = col + ((size_t)(ch * k + ki) * k + kj) * ldcol;
                 float *dst = im + (size_t)ch * h * w;
-                int ylo, yhi, xlo, xhi;
-                l2c__valid_range(h, oh, ki, stride, pad, &ylo, &yhi);
+                int xlo, xhi;
                 l2c__valid_range(w, ow, kj, stride, pad, &xlo, &xhi);
                 for (oy = ylo; oy < yhi; oy++) {
                     const float *s = row + (size_t)oy * ow;
                     float *d = dst + (size_t)(oy * stride - pad + ki) * w;
                     if (stride == 1) {   /* contiguous: let the compiler vectorise it */
-                        float *dd = d + (xlo + kj - pad);
-                        const float *ss = s + xlo;
-                        for (ox = 0; ox < xhi - xlo; ox++) dd[ox] += ss[ox];
+                        float *dd = d + kj - pad;
+                        for (ox = xlo; ox < xhi; ox++) dd[ox] += s[ox];
                     } else {
                         for (ox = xlo; ox < xhi; ox++) d[ox * stride - pad + kj] += s[ox];
                     }
                 }
             }
+        }
 }
 
 /* ---------------------------------------------------------------- 4. operations ---------------- */
-
-static size_t l2c__plane(const l2c_tensor *x) { return (size_t)x->h * x->w; }
-static size_t l2c__sample(const l2c_tensor *x) { return (size_t)x->c * x->h * x->w; }
-
-static int l2c__check_inputs(const char *op, const l2c_tape *t, const l2c_tensor *x)
-{
-    if (!t || !x) return l2c__fail(L2C_EINVAL, "%s: NULL tape or input", op);
-    return L2C_OK;
-}
-
-/* N x C x P  ->  C x (N*P): channel-major, so a whole batch is one matrix product. */
-static void l2c__to_channel_major(const float *x, int n, int c, size_t p, float *out)
-{
-    int i;
-    L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
-    for (i = 0; i < n; i++) {
-        int ch;
-        for (ch = 0; ch < c; ch++)
-            memcpy(out + (size_t)ch * n * p + (size_t)i * p, x + ((size_t)i * c + ch) * p, p * sizeof(float));
-    }
-}
-
-/* C x (N*P)  ->  N x C x P, adding into `out` when accumulate, else overwriting; plus bias[c]. */
-static void l2c__from_channel_major(const float *in, int n, int c, size_t p, const float *bias,
-                                    int accumulate, float *out)
-{
-    int i;
-    L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
-    for (i = 0; i < n; i++) {
-        int ch;
-        for (ch = 0; ch < c; ch++) {
-            const float *s = in + (size_t)ch * n * p + (size_t)i * p;
-            float *d = out + ((size_t)i * c + ch) * p, b = bias ? bias[ch] : 0.0f;
-            size_t j;
-            if (accumulate) for (j = 0; j < p; j++) d[j] += s[j] + b;
-            else for (j = 0; j < p; j++) d[j] = s[j] + b;
-        }
-    }
-}
-
-/* Per-channel sum of g (N x C x P) accumulated into db. */
-static void l2c__bias_grad(const float *g, int n, int c, size_t p, float *db)
-{
-    int ch;
-    for (ch = 0; ch < c; ch++) {
-        double sum = 0.0;
-        int i;
-        size_t j;
-        for (i = 0; i < n; i++) {
-            const float *row = g + ((size_t)i * c + ch) * p;
-            for (j = 0; j < p; j++) sum += row[j];
-        }
-        db[ch] += (float)sum;
-    }
-}
-
-/* -- dense */
-
-static void l2c__dense_backward(l2c__node *nd)
-{
-    l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
-    int n = x->n, in = (int)l2c__sample(x), out = W->n;
-    if (W->grad) l2c_gemm(1, 0, out, in, n, 1.0f, y->grad, out, x->data, in, 1.0f, W->grad, in);
-    if (b && b->grad) l2c__bias_grad(y->grad, n, out, 1, b->grad);
-    if (x->grad) l2c_gemm(0, 0, n, in, out, 1.0f, y->grad, out, W->data, in, 1.0f, x->grad, in);
-}
-
-L2C_API l2c_tensor *l2c_dense(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b)
-{
-    l2c__node *nd;
-    int in, out, i;
-    if (l2c__check_inputs("l2c_dense", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_dense: NULL argument"); return NULL; }
-    in = (int)l2c__sample(x);
-    out = W->n;
-    if ((size_t)W->c * W->h * W->w != (size_t)in || (b && (int)l2c_tensor_size(b) != out)) {
-        (void)l2c__fail(L2C_EINVAL, "l2c_dense: input has %d features per sample, weight is %dx%d, bias %d",
-                        in, W->n, W->c * W->h * W->w, b ? (int)l2c_tensor_size(b) : 0);
-        return NULL;
-    }
-    nd = l2c__record(t, l2c__dense_backward, x, W, b, x->n, out, 1, 1);
-    if (!nd) return NULL;
-    l2c_gemm(0, 1, x->n, out, in, 1.0f, x->data, in, W->data, in, 0.0f, nd->out->data, out);
-    if (b) for (i = 0; i < x->n; i++) {
-        int j;
-        for (j = 0; j < out; j++) nd->out->data[(size_t)i * out + j] += b->data[j];
-    }
-    return nd->out;
-}
-
-/* -- conv2d: im2col of the whole batch side by side, then one matrix product. */
-
-static void l2c__conv_backward(l2c__node *nd)
-{
-    l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
-    int stride = nd->ip[0], pad = nd->ip[1], k = W->h, oc = y->c;
-    int kk = x->c * k * k, i;
-    size_t p = l2c__plane(y), np = (size_t)x->n * p;
-    const float *col = (const float *)nd->save[0];
-    float *dy = l2c__alloc_floats(nd->tape, (size_t)oc * np);
-    if (!dy) return;
-    l2c__to_channel_major(y->grad, y->n, oc, p, dy);
-    if (W->grad) l2c_gemm(0, 1, oc, kk, (int)np, 1.0f, dy, (int)np, col, (int)np, 1.0f, W->grad, kk);
-    if (b && b->grad) l2c__bias_grad(y->grad, y->n, oc, p, b->grad);
-    if (x->grad) {
-        float *dcol = l2c__alloc_floats(nd->tape, (size_t)kk * np);
-        if (!dcol) return;
-        l2c_gemm(1, 0, kk, (int)np, oc, 1.0f, W->data, kk, dy, (int)np, 0.0f, dcol, (int)np);
-        L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * x->c > L2C__PAR_MIN))
-        for (i = 0; i < x->n; i++)
-            l2c_col2im(dcol + (size_t)i * p, np, x->c, x->h, x->w, k, stride, pad,
-                       x->grad + (size_t)i * l2c__sample(x));
-    }
-}
-
-static int l2c__conv_shape_ok(const char *op, const l2c_tensor *x, int k, int stride, int pad)
-{
-    if (k < 1 || stride < 1 || pad < 0 || pad >= k)
-        return l2c__fail(L2C_EINVAL, "%s: impossible kernel %d / stride %d / padding %d", op, k, stride, pad);
-    if (x->h + 2 * pad < k || x->w + 2 * pad < k)
-        return l2c__fail(L2C_EINVAL, "%s: a %dx%d input (padding %d) is smaller than the %dx%d kernel",
-                         op, x->h, x->w, pad, k, k);
-    return L2C_OK;
-}
-
-L2C_API l2c_tensor *l2c_conv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b,
-                               int stride, int pad)
-{
-    l2c__node *nd;
-    int k, oh, ow, kk, i;
-    size_t p, np;
-    float *col, *y;
-    if (l2c__check_inputs("l2c_conv2d", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_conv2d: NULL argument"); return NULL; }
-    k = W->h;
-    if (W->w != k || W->c != x->c || (b && (int)l2c_tensor_size(b) != W->n)) {
-        (void)l2c__fail(L2C_EINVAL, "l2c_conv2d: weight %dx%dx%dx%d does not fit a %d-channel input (bias %d)",
-                        W->n, W->c, W->h, W->w, x->c, b ? (int)l2c_tensor_size(b) : 0);
-        return NULL;
-    }
-    if (l2c__conv_shape_ok("l2c_conv2d", x, k, stride, pad)) return NULL;
-    oh = (x->h + 2 * pad - k) / stride + 1;
-    ow = (x->w + 2 * pad - k) / stride + 1;
-    nd = l2c__record(t, l2c__conv_backward, x, W, b, x->n, W->n, oh, ow);
-    if (!nd) return NULL;
-    nd->ip[0] = stride; nd->ip[1] = pad;
-    kk = x->c * k * k;
-    p = (size_t)oh * ow;
-    np = (size_t)x->n * p;
-    col = l2c__alloc_floats(t, (size_t)kk * np);
-    y = l2c__alloc_floats(t, (size_t)W->n * np);
-    if (!col || !y) return NULL;
-    L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * x->c > L2C__PAR_MIN))
-    for (i = 0; i < x->n; i++)
-        l2c_im2col(x->data + (size_t)i * l2c__sample(x), x->c, x->h, x->w, k, stride, pad, col + (size_t)i * p, np);
-    l2c_gemm(0, 0, W->n, (int)np, kk, 1.0f, W->data, kk, col, (int)np, 0.0f, y, (int)np);
-    l2c__from_channel_major(y, x->n, W->n, p, b ? b->data : NULL, 0, nd->out->data);
-    nd->save[0] = col;
-    return nd->out;
-}
-
-/* -- transposed conv2d: the adjoint of conv2d; forward is col2im of W^T x, backward is im2col. */
-
-static void l2c__deconv_backward(l2c__node *nd)
-{
-    l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
-    int stride = nd->ip[0], pad = nd->ip[1], k = W->h, oc = W->c, ic = x->c, i;
-    int okk = oc * k * k;
-    size_t p = l2c__plane(x), np = (size_t)x->n * p;
-    const float *xc = (const float *)nd->save[0];
-    float *dcol = l2c__alloc_floats(nd->tape, (size_t)okk * np);
-    if (!dcol) return;
-    L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * x->c > L2C__PAR_MIN))
-    for (i = 0; i < x->n; i++)
-        l2c_im2col(y->grad + (size_t)i * l2c__sample(y), oc, y->h, y->w, k, stride, pad, dcol + (size_t)i * p, np);
-    if (W->grad) l2c_gemm(0, 1, ic, okk, (int)np, 1.0f, xc, (int)np, dcol, (int)np, 1.0f, W->grad, okk);
-    if (b && b->grad) l2c__bias_grad(y->grad, y->n, oc, l2c__plane(y), b->grad);
-    if (x->grad) {
-        float *dx = l2c__alloc_floats(nd->tape, (size_t)ic * np);
-        if (!dx) return;
-        l2c_gemm(0, 0, ic, (int)np, okk, 1.0f, W->data, okk, dcol, (int)np, 0.0f, dx, (int)np);
-        l2c__from_channel_major(dx, x->n, ic, p, NULL, 1, x->grad);
-    }
-}
-
-L2C_API l2c_tensor *l2c_deconv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b,
-                                 int stride, int pad)
-{
-    l2c__node *nd;
-    int k, oh, ow, okk, i;
-    size_t p, np;
-    float *xc, *col;
-    if (l2c__check_inputs("l2c_deconv2d", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: NULL argument"); return NULL; }
-    k = W->h;
-    if (W->w != k || W->n != x->c || (b && (int)l2c_tensor_size(b) != W->c)) {
-        (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: weight %dx%dx%dx%d does not fit a %d-channel input (bias %d)",
-                        W->n, W->c, W->h, W->w, x->c, b ? (int)l2c_tensor_size(b) : 0);
-        return NULL;
-    }
-    if (k < 1 || stride < 1 || pad < 0 || pad >= k) {
-        (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: impossible kernel %d / stride %d / padding %d", k, stride, pad);
-        return NULL;
-    }
-    oh = (x->h - 1) * stride - 2 * pad + k;
-    ow = (x->w - 1) * stride - 2 * pad + k;
-    if (oh < 1 || ow < 1) {
-        (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: a %dx%d input gives an empty output", x->h, x->w);
-        return NULL;
-    }
-    nd = l2c__record(t, l2c__deconv_backward, x, W, b, x->n, W->c, oh, ow);
-    if (!nd) return NULL;
-    nd->ip[0] = stride; nd->ip[1] = pad;
-    okk = W->c * k * k;
-    p = l2c__plane(x);
-    np = (size_t)x->n * p;
-    xc = l2c__alloc_floats(t, (size_t)x->c * np);
-    col = l2c__alloc_floats(t, (size_t)okk * np);
-    if (!xc || !col) return NULL;
-    l2c__to_channel_major(x->data, x->n, x->c, p, xc);
-    l2c_gemm(1, 0, okk, (int)np, x->c, 1.0f, W->data, okk, xc, (int)np, 0.0f, col, (int)np);
-    L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * x->c > L2C__PAR_MIN))
-    for (i = 0; i < x->n; i++) {
-        float *yi = nd->out->data + (size_t)i * l2c__sample(nd->out);
-        int ch;
-        size_t j, op = l2c__plane(nd->out);
-        for (ch = 0; ch < W->c; ch++) {
-            float bv = b ? b->data[ch] : 0.0f;
-            for (j = 0; j < op; j++) yi[(size_t)ch * op + j] = bv;
-        }
-        l2c_col2im(col + (size_t)i * p, np, W->c, oh, ow, k, stride, pad, yi);
-    }
-    nd->save[0] = xc;
-    return nd->out;
-}
-
-/* -- batch normalisation */
 
 /* Reductions with 16 independent partial sums: the compiler vectorises them without -ffast-math,
    and the summation order is fixed, so results are deterministic. */
@@ -1661,6 +1533,388 @@ static float l2c__sqdev(const float *a, float mu, size_t n)
     return total;
 }
 
+static size_t l2c__plane(const l2c_tensor *x) { return (size_t)x->h * x->w; }
+static size_t l2c__sample(const l2c_tensor *x) { return (size_t)x->c * x->h * x->w; }
+
+static int l2c__check_inputs(const char *op, const l2c_tape *t, const l2c_tensor *x)
+{
+    if (!t || !x) return l2c__fail(L2C_EINVAL, "%s: NULL tape or input", op);
+    return L2C_OK;
+}
+
+/* N x C x P  ->  C x (N*P): channel-major, so a whole batch is one matrix product. */
+static void l2c__to_channel_major(const float *x, int n, int c, size_t p, float *out)
+{
+    int i;
+    L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) {
+        int ch;
+        for (ch = 0; ch < c; ch++)
+            memcpy(out + (size_t)ch * n * p + (size_t)i * p, x + ((size_t)i * c + ch) * p, p * sizeof(float));
+    }
+}
+
+/* Bias gradient of a dense layer (g is N x C): column sums, taken a block of channels at a time
+   so the inner loop runs along memory and vectorises; same order of additions as a per-channel
+   loop. */
+#define L2C__COLS 64
+static void l2c__bias_grad_rows(const float *g, int n, int c, float *db)
+{
+    int c0;
+    for (c0 = 0; c0 < c; c0 += L2C__COLS) {
+        double acc[L2C__COLS];
+        int i, j, nc = c - c0 < L2C__COLS ? c - c0 : L2C__COLS;
+        for (j = 0; j < nc; j++) acc[j] = 0.0;
+        for (i = 0; i < n; i++) {
+            const float *row = g + (size_t)i * c + c0;
+            for (j = 0; j < nc; j++) acc[j] += row[j];
+        }
+        for (j = 0; j < nc; j++) db[c0 + j] += (float)acc[j];
+    }
+}
+
+/* Per-channel sum of g (N x C x P) accumulated into db. Rows are summed with the lane-parallel
+   l2c__sum (a serial double sum runs at one add per FP latency); the row totals are added in
+   double, in image order, so the result does not depend on the thread count. */
+static void l2c__bias_grad(const float *g, int n, int c, size_t p, float *db)
+{
+    int ch;
+    if (p == 1) { l2c__bias_grad_rows(g, n, c, db); return; }
+    L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
+    for (ch = 0; ch < c; ch++) {
+        double sum = 0.0;
+        int i;
+        for (i = 0; i < n; i++) sum += l2c__sum(g + ((size_t)i * c + ch) * p, p);
+        db[ch] += (float)sum;
+    }
+}
+
+/* -- dense */
+
+static void l2c__dense_backward(l2c__node *nd)
+{
+    l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
+    int n = x->n, in = (int)l2c__sample(x), out = W->n;
+    if (W->grad) l2c_gemm(1, 0, out, in, n, 1.0f, y->grad, out, x->data, in, 1.0f, W->grad, in);
+    if (b && b->grad) l2c__bias_grad(y->grad, n, out, 1, b->grad);
+    if (x->grad) l2c_gemm(0, 0, n, in, out, 1.0f, y->grad, out, W->data, in, 1.0f, x->grad, in);
+}
+
+L2C_API l2c_tensor *l2c_dense(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b)
+{
+    l2c__node *nd;
+    int in, out, i;
+    if (l2c__check_inputs("l2c_dense", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_dense: NULL argument"); return NULL; }
+    in = (int)l2c__sample(x);
+    out = W->n;
+    if ((size_t)W->c * W->h * W->w != (size_t)in || (b && (int)l2c_tensor_size(b) != out)) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_dense: input has %d features per sample, weight is %dx%d, bias %d",
+                        in, W->n, W->c * W->h * W->w, b ? (int)l2c_tensor_size(b) : 0);
+        return NULL;
+    }
+    nd = l2c__record(t, l2c__dense_backward, x, W, b, x->n, out, 1, 1);
+    if (!nd) return NULL;
+    l2c_gemm(0, 1, x->n, out, in, 1.0f, x->data, in, W->data, in, 0.0f, nd->out->data, out);
+    if (b) for (i = 0; i < x->n; i++) {
+        int j;
+        for (j = 0; j < out; j++) nd->out->data[(size_t)i * out + j] += b->data[j];
+    }
+    return nd->out;
+}
+
+/* -- conv2d: im2col of each image into its slice of a batch column matrix (kept for the weight
+   gradient, one product over the whole batch), and the output computed image by image straight
+   into NCHW. */
+
+typedef struct l2c__conv_ctx {
+    const l2c_tensor *x, *W, *b;
+    l2c_tensor *y;
+    float *col;          /* kk x (N*P) */
+    float *grad_x;       /* backward: x->grad */
+    int stride, pad;
+} l2c__conv_ctx;
+
+/* Unfolds image i into its columns of the batch matrix. */
+static void l2c__conv_im2col(void *ctx, int i)
+{
+    const l2c__conv_ctx *c = (const l2c__conv_ctx *)ctx;
+    const l2c_tensor *x = c->x, *y = c->y;
+    l2c_im2col(x->data + (size_t)i * l2c__sample(x), x->c, x->h, x->w, c->W->h, c->stride, c->pad,
+               c->col + (size_t)i * l2c__plane(y), (size_t)x->n * l2c__plane(y));
+}
+
+/* Adds the bias to image i's output planes while they are in cache. */
+static void l2c__conv_bias(void *ctx, int i, const float *yi)
+{
+    const l2c__conv_ctx *c = (const l2c__conv_ctx *)ctx;
+    size_t p = l2c__plane(c->y), j;
+    int ch;
+    float *d = (float *)yi;
+    (void)i;
+    if (!c->b) return;
+    for (ch = 0; ch < c->y->c; ch++, d += p) {
+        const float bv = c->b->data[ch];
+        for (j = 0; j < p; j++) d[j] += bv;
+    }
+}
+
+/* Folds image i's column gradient back into x->grad. */
+static void l2c__conv_col2im(void *ctx, int i, const float *dcol)
+{
+    const l2c__conv_ctx *c = (const l2c__conv_ctx *)ctx;
+    const l2c_tensor *x = c->x;
+    l2c_col2im(dcol, l2c__plane(c->y), x->c, x->h, x->w, c->W->h, c->stride, c->pad,
+               c->grad_x + (size_t)i * l2c__sample(x));
+}
+
+static void l2c__conv_backward(l2c__node *nd)
+{
+    l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
+    int k = W->h, oc = y->c, kk = x->c * k * k;
+    size_t p = l2c__plane(y), np = (size_t)x->n * p;
+    l2c__conv_ctx cx;
+    l2c__img_gemm ig;
+    float *scratch;
+    if (W->grad) {   /* dW = dy (channel-major) * col^T over the whole batch */
+        float *dy = l2c__alloc_floats(nd->tape, (size_t)oc * np);
+        if (!dy) return;
+        l2c__to_channel_major(y->grad, y->n, oc, p, dy);
+        l2c_gemm(0, 1, oc, kk, (int)np, 1.0f, dy, (int)np, (const float *)nd->save[0], (int)np, 1.0f, W->grad, kk);
+    }
+    if (b && b->grad) l2c__bias_grad(y->grad, y->n, oc, p, b->grad);
+    if (!x->grad) return;
+    /* dcol_i = W^T dy_i, folded into dx_i image by image */
+    memset(&cx, 0, sizeof cx);
+    cx.x = x; cx.W = W; cx.y = y; cx.grad_x = x->grad; cx.stride = nd->ip[0]; cx.pad = nd->ip[1];
+    l2c__img_gemm_init(&ig, 1, kk, (int)p, oc, W->data, kk, y->grad, (int)p, (size_t)oc * p, 0.0f,
+                       NULL, (int)p, 0);
+    ig.post = l2c__conv_col2im; ig.ctx = &cx;
+    ig.apack = l2c__alloc_floats(nd->tape, l2c__img_gemm_apack_size(kk, oc));
+    scratch = l2c__alloc_floats(nd->tape, (size_t)kk * p * l2c__gemm_max_threads());
+    if (ig.apack && scratch) (void)l2c__img_gemm_run(&ig, x->n, scratch, (size_t)kk * p);
+}
+
+static int l2c__conv_shape_ok(const char *op, const l2c_tensor *x, int k, int stride, int pad)
+{
+    if (k < 1 || stride < 1 || pad < 0 || pad >= k)
+        return l2c__fail(L2C_EINVAL, "%s: impossible kernel %d / stride %d / padding %d", op, k, stride, pad);
+    if (x->h + 2 * pad < k || x->w + 2 * pad < k)
+        return l2c__fail(L2C_EINVAL, "%s: a %dx%d input (padding %d) is smaller than the %dx%d kernel",
+                         op, x->h, x->w, pad, k, k);
+    return L2C_OK;
+}
+
+L2C_API l2c_tensor *l2c_conv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b,
+                               int stride, int pad)
+{
+    l2c__node *nd;
+    int k, oh, ow, kk;
+    size_t p, np;
+    l2c__conv_ctx cx;
+    l2c__img_gemm ig;
+    if (l2c__check_inputs("l2c_conv2d", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_conv2d: NULL argument"); return NULL; }
+    k = W->h;
+    if (W->w != k || W->c != x->c || (b && (int)l2c_tensor_size(b) != W->n)) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_conv2d: weight %dx%dx%dx%d does not fit a %d-channel input (bias %d)",
+                        W->n, W->c, W->h, W->w, x->c, b ? (int)l2c_tensor_size(b) : 0);
+        return NULL;
+    }
+    if (l2c__conv_shape_ok("l2c_conv2d", x, k, stride, pad)) return NULL;
+    oh = (x->h + 2 * pad - k) / stride + 1;
+    ow = (x->w + 2 * pad - k) / stride + 1;
+    nd = l2c__record(t, l2c__conv_backward, x, W, b, x->n, W->n, oh, ow);
+    if (!nd) return NULL;
+    nd->ip[0] = stride; nd->ip[1] = pad;
+    kk = x->c * k * k;
+    p = (size_t)oh * ow;
+    np = (size_t)x->n * p;
+    memset(&cx, 0, sizeof cx);
+    cx.x = x; cx.W = W; cx.b = b; cx.y = nd->out; cx.stride = stride; cx.pad = pad;
+    cx.col = l2c__alloc_floats(t, (size_t)kk * np);
+    /* y_i = W col_i, written straight into image i's output */
+    l2c__img_gemm_init(&ig, 0, W->n, (int)p, kk, W->data, kk, cx.col, (int)np, p, 0.0f,
+                       nd->out->data, (int)p, (size_t)W->n * p);
+    ig.pre = l2c__conv_im2col; ig.post = l2c__conv_bias; ig.ctx = &cx;
+    ig.apack = l2c__alloc_floats(t, l2c__img_gemm_apack_size(W->n, kk));
+    if (!cx.col || !ig.apack) return NULL;
+    if (l2c__img_gemm_run(&ig, x->n, NULL, 0)) { (void)l2c__fail(L2C_ENOMEM, "l2c_conv2d: out of memory"); return NULL; }
+    nd->save[0] = cx.col;
+    return nd->out;
+}
+
+/* -- transposed conv2d: the adjoint of conv2d; forward is col2im of W^T x, backward is im2col. */
+
+typedef struct l2c__deconv_ctx {
+    const l2c_tensor *x, *W, *b;
+    l2c_tensor *y;
+    const float *dy;     /* backward: y->grad */
+    float *dcol;         /* backward: im2col of dy, okk x (N*P) */
+    int stride, pad;
+} l2c__deconv_ctx;
+
+/* Image i's output: bias, then its column matrix folded in (col2im). */
+static void l2c__deconv_col2im(void *ctx, int i, const float *col)
+{
+    const l2c__deconv_ctx *c = (const l2c__deconv_ctx *)ctx;
+    const l2c_tensor *y = c->y;
+    float *yi = y->data + (size_t)i * l2c__sample(y);
+    size_t op = l2c__plane(y), j;
+    int ch;
+    for (ch = 0; ch < y->c; ch++) {
+        float bv = c->b ? c->b->data[ch] : 0.0f;
+        for (j = 0; j < op; j++) yi[(size_t)ch * op + j] = bv;
+    }
+    l2c_col2im(col, l2c__plane(c->x), y->c, y->h, y->w, c->W->h, c->stride, c->pad, yi);
+}
+
+/* Unfolds image i of dy into its slice of the batch column matrix. */
+static void l2c__deconv_im2col(void *ctx, int i)
+{
+    const l2c__deconv_ctx *c = (const l2c__deconv_ctx *)ctx;
+    const l2c_tensor *y = c->y;
+    l2c_im2col(c->dy + (size_t)i * l2c__sample(y), y->c, y->h, y->w, c->W->h, c->stride, c->pad,
+               c->dcol + (size_t)i * l2c__plane(c->x), (size_t)c->x->n * l2c__plane(c->x));
+}
+
+static void l2c__deconv_backward(l2c__node *nd)
+{
+    l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
+    int k = W->h, oc = W->c, ic = x->c, okk = oc * k * k, i;
+    size_t p = l2c__plane(x), np = (size_t)x->n * p;
+    l2c__deconv_ctx cx;
+    l2c__img_gemm ig;
+    memset(&cx, 0, sizeof cx);
+    cx.x = x; cx.W = W; cx.y = y; cx.dy = y->grad; cx.stride = nd->ip[0]; cx.pad = nd->ip[1];
+    cx.dcol = l2c__alloc_floats(nd->tape, (size_t)okk * np);
+    if (!cx.dcol) return;
+    if (x->grad) {   /* dx_i += W dcol_i, unfolding dcol_i first */
+        l2c__img_gemm_init(&ig, 0, ic, (int)p, okk, W->data, okk, cx.dcol, (int)np, p, 1.0f,
+                           x->grad, (int)p, (size_t)ic * p);
+        ig.pre = l2c__deconv_im2col; ig.ctx = &cx;
+        ig.apack = l2c__alloc_floats(nd->tape, l2c__img_gemm_apack_size(ic, okk));
+        if (!ig.apack || l2c__img_gemm_run(&ig, x->n, NULL, 0)) return;
+    } else {
+        L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * oc > L2C__PAR_MIN))
+        for (i = 0; i < x->n; i++) l2c__deconv_im2col(&cx, i);
+    }
+    if (W->grad) {   /* dW = x (channel-major) * dcol^T over the whole batch */
+        float *xc = l2c__alloc_floats(nd->tape, (size_t)ic * np);
+        if (!xc) return;
+        l2c__to_channel_major(x->data, x->n, ic, p, xc);
+        l2c_gemm(0, 1, ic, okk, (int)np, 1.0f, xc, (int)np, cx.dcol, (int)np, 1.0f, W->grad, okk);
+    }
+    if (b && b->grad) l2c__bias_grad(y->grad, y->n, oc, l2c__plane(y), b->grad);
+}
+
+L2C_API l2c_tensor *l2c_deconv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_tensor *b,
+                                 int stride, int pad)
+{
+    l2c__node *nd;
+    int k, oh, ow, okk;
+    size_t p;
+    float *scratch;
+    l2c__deconv_ctx cx;
+    l2c__img_gemm ig;
+    if (l2c__check_inputs("l2c_deconv2d", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: NULL argument"); return NULL; }
+    k = W->h;
+    if (W->w != k || W->n != x->c || (b && (int)l2c_tensor_size(b) != W->c)) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: weight %dx%dx%dx%d does not fit a %d-channel input (bias %d)",
+                        W->n, W->c, W->h, W->w, x->c, b ? (int)l2c_tensor_size(b) : 0);
+        return NULL;
+    }
+    if (k < 1 || stride < 1 || pad < 0 || pad >= k) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: impossible kernel %d / stride %d / padding %d", k, stride, pad);
+        return NULL;
+    }
+    oh = (x->h - 1) * stride - 2 * pad + k;
+    ow = (x->w - 1) * stride - 2 * pad + k;
+    if (oh < 1 || ow < 1) {
+        (void)l2c__fail(L2C_EINVAL, "l2c_deconv2d: a %dx%d input gives an empty output", x->h, x->w);
+        return NULL;
+    }
+    nd = l2c__record(t, l2c__deconv_backward, x, W, b, x->n, W->c, oh, ow);
+    if (!nd) return NULL;
+    nd->ip[0] = stride; nd->ip[1] = pad;
+    okk = W->c * k * k;
+    p = l2c__plane(x);
+    memset(&cx, 0, sizeof cx);
+    cx.x = x; cx.W = W; cx.b = b; cx.y = nd->out; cx.stride = stride; cx.pad = pad;
+    /* col_i = W^T x_i (x_i read in place from NCHW), folded into y_i while in cache */
+    l2c__img_gemm_init(&ig, 1, okk, (int)p, x->c, W->data, okk, x->data, (int)p, (size_t)x->c * p,
+                       0.0f, NULL, (int)p, 0);
+    ig.post = l2c__deconv_col2im; ig.ctx = &cx;
+    ig.apack = l2c__alloc_floats(t, l2c__img_gemm_apack_size(okk, x->c));
+    scratch = l2c__alloc_floats(t, (size_t)okk * p * l2c__gemm_max_threads());
+    if (!ig.apack || !scratch) return NULL;
+    if (l2c__img_gemm_run(&ig, x->n, scratch, (size_t)okk * p)) { (void)l2c__fail(L2C_ENOMEM, "l2c_deconv2d: out of memory"); return NULL; }
+    return nd->out;
+}
+
+/* -- batch normalisation */
+
+/* Batch norm of an N x C matrix (dense layers, P == 1): the per-channel loops below would stride
+   through memory one float at a time, so these walk rows and keep a block of channels' sums in
+   arrays. The additions happen in the same order as in the per-channel code (identical results). */
+static void l2c__bn_rows_forward(const float *x, int n, int c, int c0, int nc, int mode,
+                                 const float *g, const float *bt, float *rmean, float *rvar,
+                                 float momentum, float eps, float *xhat, float *y, float *invstd)
+{
+    double s[L2C__COLS], ss[L2C__COLS];
+    float mu[L2C__COLS];
+    int i, j;
+    for (j = 0; j < nc; j++) { s[j] = 0.0; ss[j] = 0.0; }
+    if (mode != L2C_EVAL) {
+        for (i = 0; i < n; i++) for (j = 0; j < nc; j++) s[j] += x[(size_t)i * c + c0 + j];
+        for (j = 0; j < nc; j++) mu[j] = (float)(s[j] / n);
+        for (i = 0; i < n; i++) for (j = 0; j < nc; j++) {
+            float d = x[(size_t)i * c + c0 + j] - mu[j];
+            ss[j] += d * d;
+        }
+    }
+    for (j = 0; j < nc; j++) {
+        const int ch = c0 + j;
+        double mean = mode == L2C_EVAL ? rmean[ch] : s[j] / n, var = mode == L2C_EVAL ? rvar[ch] : ss[j] / n;
+        if (mode == L2C_TRAIN) {
+            rmean[ch] = (float)((1.0 - momentum) * rmean[ch] + momentum * mean);
+            rvar[ch] = (float)((1.0 - momentum) * rvar[ch] + momentum * var * n / (n - 1));
+        }
+        mu[j] = (float)mean;
+        invstd[ch] = (float)(1.0 / sqrt(var + eps));
+    }
+    for (i = 0; i < n; i++) for (j = 0; j < nc; j++) {
+        const size_t at = (size_t)i * c + c0 + j;
+        const float xh = (x[at] - mu[j]) * invstd[c0 + j];
+        xhat[at] = xh;
+        y[at] = g[c0 + j] * xh + bt[c0 + j];
+    }
+}
+
+static void l2c__bn_rows_backward(const float *dy, const float *xhat, const float *invstd, int n,
+                                  int c, int c0, int nc, int batch_stats, const float *g,
+                                  float *dg, float *db, float *dx)
+{
+    double sdy[L2C__COLS], sdyx[L2C__COLS];
+    float a[L2C__COLS], mdy[L2C__COLS], mdyx[L2C__COLS];
+    int i, j;
+    for (j = 0; j < nc; j++) { sdy[j] = 0.0; sdyx[j] = 0.0; }
+    for (i = 0; i < n; i++) for (j = 0; j < nc; j++) {
+        const size_t at = (size_t)i * c + c0 + j;
+        sdy[j] += dy[at];
+        sdyx[j] += dy[at] * xhat[at];
+    }
+    for (j = 0; j < nc; j++) {
+        if (dg) dg[c0 + j] += (float)sdyx[j];
+        if (db) db[c0 + j] += (float)sdy[j];
+        a[j] = g[c0 + j] * invstd[c0 + j];
+        mdy[j] = batch_stats ? (float)(sdy[j] / n) : 0.0f;
+        mdyx[j] = batch_stats ? (float)(sdyx[j] / n) : 0.0f;
+    }
+    if (dx) for (i = 0; i < n; i++) for (j = 0; j < nc; j++) {
+        const size_t at = (size_t)i * c + c0 + j;
+        dx[at] += a[j] * (dy[at] - mdy[j] - xhat[at] * mdyx[j]);
+    }
+}
+
 static void l2c__bn_backward(l2c__node *nd)
 {
     l2c_tensor *x = nd->in[0], *gamma = nd->in[1], *beta = nd->in[2], *y = nd->out;
@@ -1668,6 +1922,12 @@ static void l2c__bn_backward(l2c__node *nd)
     int c = x->c, n = x->n, ch, batch_stats = nd->ip[0] != L2C_EVAL;
     size_t p = l2c__plane(x);
     double m = (double)n * p;
+    if (p == 1) {
+        for (ch = 0; ch < c; ch += L2C__COLS)
+            l2c__bn_rows_backward(y->grad, xhat, invstd, n, c, ch, c - ch < L2C__COLS ? c - ch : L2C__COLS,
+                                  batch_stats, gamma->data, gamma->grad, beta->grad, x->grad);
+        return;
+    }
     L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
     for (ch = 0; ch < c; ch++) {
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
@@ -1739,6 +1999,15 @@ L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma,
     xhat = l2c__alloc_floats(t, m * c);
     invstd = l2c__alloc_floats(t, (size_t)c);
     if (!xhat || !invstd) return NULL;
+    nd->save[0] = xhat;
+    nd->save[1] = invstd;
+    if (p == 1) {
+        for (ch = 0; ch < c; ch += L2C__COLS)
+            l2c__bn_rows_forward(x->data, n, c, ch, c - ch < L2C__COLS ? c - ch : L2C__COLS, mode,
+                                 gamma->data, beta->data, running_mean, running_var, momentum, eps,
+                                 xhat, nd->out->data, invstd);
+        return nd->out;
+    }
     L2C_OMP(omp parallel for if(m * c > L2C__PAR_MIN))
     for (ch = 0; ch < c; ch++) {
         double mean, var;
@@ -1771,22 +2040,31 @@ L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma,
 
 static void l2c__relu_backward(l2c__node *nd)
 {
-    size_t i, n = l2c_tensor_size(nd->out);
+    size_t n = l2c_tensor_size(nd->out);
     const float *y = nd->out->data, *dy = nd->out->grad;
     float *dx = nd->in[0]->grad;
+    long j;
     if (!dx) return;
-    for (i = 0; i < n; i++) if (y[i] > 0.0f) dx[i] += dy[i];
+    /* element-wise: threads split the range, results do not depend on the split */
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (j = 0; j < (long)n; j++) if (y[j] > 0.0f) dx[j] += dy[j];
 }
 
 L2C_API l2c_tensor *l2c_relu(l2c_tape *t, l2c_tensor *x)
 {
     l2c__node *nd;
-    size_t i, n;
+    size_t n;
     if (l2c__check_inputs("l2c_relu", t, x)) return NULL;
     nd = l2c__record(t, l2c__relu_backward, x, NULL, NULL, x->n, x->c, x->h, x->w);
     if (!nd) return NULL;
     n = l2c_tensor_size(x);
-    for (i = 0; i < n; i++) nd->out->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
+    {
+        const float *src = x->data;
+        float *dst = nd->out->data;
+        long j;
+        L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+        for (j = 0; j < (long)n; j++) dst[j] = src[j] > 0.0f ? src[j] : 0.0f;
+    }
     return nd->out;
 }
 
@@ -1924,13 +2202,37 @@ static void l2c__maxpool_backward(l2c__node *nd)
     }
 }
 
+/* Average-pool backward of one plane for the common 2x2 window with stride 2: each output's
+   gradient goes to its four inputs; the loops run along rows so they vectorise. */
+static void l2c__avgpool2_backward_plane(const float *dy, int oh, int ow, int w, float *dx)
+{
+    int oy, ox;
+    for (oy = 0; oy < oh; oy++) {
+        const float *g = dy + (size_t)oy * ow;
+        float *r0 = dx + (size_t)(2 * oy) * w, *r1 = r0 + w;
+        for (ox = 0; ox < ow; ox++) {
+            const float v = g[ox] * 0.25f;
+            r0[2 * ox] += v; r0[2 * ox + 1] += v;
+            r1[2 * ox] += v; r1[2 * ox + 1] += v;
+        }
+    }
+}
+
 static void l2c__avgpool_backward(l2c__node *nd)
 {
     l2c_tensor *x = nd->in[0], *y = nd->out;
     int k = nd->ip[0], s = nd->ip[1], oy, ox, a, b;
     size_t planes = (size_t)y->n * y->c, q;
     float inv = 1.0f / (float)(k * k);
+    long qq;
     if (!x->grad) return;
+    if (k == 2 && s == 2) {
+        L2C_OMP(omp parallel for if(l2c_tensor_size(x) > L2C__PAR_MIN))
+        for (qq = 0; qq < (long)planes; qq++)
+            l2c__avgpool2_backward_plane(y->grad + (size_t)qq * l2c__plane(y), y->h, y->w, x->w,
+                                         x->grad + (size_t)qq * l2c__plane(x));
+        return;
+    }
     for (q = 0; q < planes; q++) {
         float *dx = x->grad + q * l2c__plane(x);
         const float *dy = y->grad + q * l2c__plane(y);
@@ -1940,6 +2242,30 @@ static void l2c__avgpool_backward(l2c__node *nd)
                 for (a = 0; a < k; a++)
                     for (b = 0; b < k; b++) dx[(oy * s + a) * x->w + ox * s + b] += g;
             }
+    }
+}
+
+/* 2x2 window, stride 2, on one plane: the generic loop unrolled, with the same comparisons and the
+   same order of additions, so results are identical to it. */
+static void l2c__pool2_plane(const float *src, int w, int oh, int ow, int is_max, float *dst, int *arg)
+{
+    int oy, ox;
+    for (oy = 0; oy < oh; oy++) {
+        const float *r0 = src + (size_t)(2 * oy) * w, *r1 = r0 + w;
+        for (ox = 0; ox < ow; ox++) {
+            const float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+            if (is_max) {
+                int best = 2 * oy * w + 2 * ox;
+                float m = a;
+                if (b > m) { m = b; best = 2 * oy * w + 2 * ox + 1; }
+                if (c > m) { m = c; best = (2 * oy + 1) * w + 2 * ox; }
+                if (d > m) { m = d; best = (2 * oy + 1) * w + 2 * ox + 1; }
+                dst[oy * ow + ox] = m;
+                arg[oy * ow + ox] = best;
+            } else {
+                dst[oy * ow + ox] = (0.0f + a + b + c + d) / 4.0f;
+            }
+        }
     }
 }
 
@@ -1962,6 +2288,15 @@ static l2c_tensor *l2c__pool(l2c_tape *t, l2c_tensor *x, int k, int s, int is_ma
     nd->ip[0] = k; nd->ip[1] = s;
     planes = (size_t)x->n * x->c;
     if (is_max && !(arg = (int *)l2c__alloc(t, planes * oh * ow * sizeof(int)))) return NULL;
+    nd->save[0] = arg;
+    if (k == 2 && s == 2) {
+        long qq;
+        L2C_OMP(omp parallel for if(l2c_tensor_size(x) > L2C__PAR_MIN))
+        for (qq = 0; qq < (long)planes; qq++)
+            l2c__pool2_plane(x->data + (size_t)qq * l2c__plane(x), x->w, oh, ow, is_max,
+                             nd->out->data + (size_t)qq * oh * ow, arg ? arg + (size_t)qq * oh * ow : NULL);
+        return nd->out;
+    }
     for (q = 0; q < planes; q++) {
         const float *src = x->data + q * l2c__plane(x);
         float *dst = nd->out->data + q * (size_t)oh * ow;

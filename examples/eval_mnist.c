@@ -183,7 +183,7 @@ int main(int argc, char **argv)
     float eps = 0.3f, *xtest, *noise = NULL;
     uint8_t *pred;
     l2c_dataset train, test, base;
-    l2c_tape *tape = l2c_tape_new();
+    l2c_tape *tape;
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -206,6 +206,7 @@ int main(int argc, char **argv)
         (base_dir && load_set(&base, base_dir, "train"))) return 1;
     xtest = to_floats(&test);
     pred = (uint8_t *)malloc((size_t)test.n);
+    tape = l2c_tape_new();
     if (gen_path && !(noise = noise_only(gen_path, &test, xtest, eps))) return 1;
     if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"victims\": [", train_dir, epochs);
     else printf("%-10s %-46s %8s %8s %8s %8s %8s\n", "victim", "recipe (2 epochs unless --epochs)", base_dir ? "clean%" : "",
