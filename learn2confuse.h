@@ -396,8 +396,8 @@ typedef struct l2c_attack_config {
     float victim_lr;       /* SGD learning rate of the victim (alpha)              default 0.01 */
     float gen_lr;          /* Adam learning rate of the generator                  default 1e-3 */
     int batch;             /* mini-batch size                                      default 64 */
-    int trials;            /* number of fresh victims                              default 4 */
-    int steps_per_trial;   /* steps per trial (xi <- xi' after each); 0 = one epoch default 0 */
+    int trials;            /* number of trials                                     default 24 */
+    int steps_per_trial;   /* steps per trial (xi <- xi' after each); 0 = one epoch default 100 */
     int victims;           /* victims trained in turn, one step each (a pool)      default 1 */
     int victim_lifetime;   /* a victim's own steps before it is replaced; 0 =
                               steps_per_trial (the paper: a fresh victim per trial)  default 0 */
@@ -1510,17 +1510,6 @@ static float l2c__sum(const float *a, size_t n)
     return total;
 }
 
-static float l2c__dot(const float *a, const float *b, size_t n)
-{
-    float acc[L2C__LANES] = { 0 }, total = 0.0f;
-    size_t i, k, body = n - n % L2C__LANES;
-    for (i = 0; i < body; i += L2C__LANES)
-        for (k = 0; k < L2C__LANES; k++) acc[k] += a[i + k] * b[i + k];
-    for (k = 0; k < L2C__LANES; k++) total += acc[k];
-    for (i = body; i < n; i++) total += a[i] * b[i];
-    return total;
-}
-
 /* Sum of squared deviations from mu. */
 static float l2c__sqdev(const float *a, float mu, size_t n)
 {
@@ -1915,14 +1904,55 @@ static void l2c__bn_rows_backward(const float *dy, const float *xhat, const floa
     }
 }
 
+/* Sum of d[j] * (x[j] - mu) * is, i.e. dy . xhat with xhat recomputed from x (the forward pass
+   keeps only mean and 1/std, saving a full-size write and read); lanes as in l2c__sum. */
+static float l2c__dot_xhat(const float *d, const float *x, float mu, float is, size_t n)
+{
+    float acc[L2C__LANES] = { 0 }, total = 0.0f;
+    size_t i, k, body = n - n % L2C__LANES;
+    for (i = 0; i < body; i += L2C__LANES)
+        for (k = 0; k < L2C__LANES; k++) acc[k] += d[i + k] * ((x[i + k] - mu) * is);
+    for (k = 0; k < L2C__LANES; k++) total += acc[k];
+    for (i = body; i < n; i++) total += d[i] * ((x[i] - mu) * is);
+    return total;
+}
+
+/* Sums of dy and of dy * xhat over one channel, in image order (deterministic). */
+static void l2c__bn_channel_sums(const float *dy, const float *x, int n, int c, int ch, size_t p,
+                                 float mu, float is, double *sum_dy, double *sum_dyx)
+{
+    int i;
+    *sum_dy = 0.0; *sum_dyx = 0.0;
+    for (i = 0; i < n; i++) {
+        const size_t off = ((size_t)i * c + ch) * p;
+        *sum_dy += l2c__sum(dy + off, p);
+        *sum_dyx += l2c__dot_xhat(dy + off, x + off, mu, is, p);
+    }
+}
+
+/* dx += a * (dy - mean_dy - xhat * mean_dyx) over one channel, xhat recomputed from x. */
+static void l2c__bn_channel_dx(const float *dy, const float *x, float *dx, int n, int c, int ch,
+                               size_t p, float mu, float is, float a, float mdy, float mdyx)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        const size_t off = ((size_t)i * c + ch) * p;
+        const float *d = dy + off, *xs = x + off;
+        float *o = dx + off;
+        size_t j;
+        for (j = 0; j < p; j++) o[j] += a * (d[j] - mdy - ((xs[j] - mu) * is) * mdyx);
+    }
+}
+
 static void l2c__bn_backward(l2c__node *nd)
 {
     l2c_tensor *x = nd->in[0], *gamma = nd->in[1], *beta = nd->in[2], *y = nd->out;
-    const float *xhat = (const float *)nd->save[0], *invstd = (const float *)nd->save[1];
+    const float *invstd = (const float *)nd->save[1];
     int c = x->c, n = x->n, ch, batch_stats = nd->ip[0] != L2C_EVAL;
     size_t p = l2c__plane(x);
     double m = (double)n * p;
     if (p == 1) {
+        const float *xhat = (const float *)nd->save[0];
         for (ch = 0; ch < c; ch += L2C__COLS)
             l2c__bn_rows_backward(y->grad, xhat, invstd, n, c, ch, c - ch < L2C__COLS ? c - ch : L2C__COLS,
                                   batch_stats, gamma->data, gamma->grad, beta->grad, x->grad);
@@ -1930,27 +1960,15 @@ static void l2c__bn_backward(l2c__node *nd)
     }
     L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
     for (ch = 0; ch < c; ch++) {
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
-        float g = gamma->data[ch], a, mean_dy, mean_dyx;
-        int i;
-        size_t j;
-        for (i = 0; i < n; i++) {
-            size_t off = ((size_t)i * c + ch) * p;
-            sum_dy += l2c__sum(y->grad + off, p);
-            sum_dy_xhat += l2c__dot(y->grad + off, xhat + off, p);
-        }
-        if (gamma->grad) gamma->grad[ch] += (float)sum_dy_xhat;
+        const float mu = invstd[c + ch], is = invstd[ch];   /* means are stored after the 1/stds */
+        double sum_dy, sum_dyx;
+        l2c__bn_channel_sums(y->grad, x->data, n, c, ch, p, mu, is, &sum_dy, &sum_dyx);
+        if (gamma->grad) gamma->grad[ch] += (float)sum_dyx;
         if (beta->grad) beta->grad[ch] += (float)sum_dy;
-        if (!x->grad) continue;
-        a = g * invstd[ch];
-        mean_dy = batch_stats ? (float)(sum_dy / m) : 0.0f;
-        mean_dyx = batch_stats ? (float)(sum_dy_xhat / m) : 0.0f;
-        for (i = 0; i < n; i++) {
-            size_t off = ((size_t)i * c + ch) * p;
-            const float *dy = y->grad + off, *xh = xhat + off;
-            float *dx = x->grad + off;
-            for (j = 0; j < p; j++) dx[j] += a * (dy[j] - mean_dy - xh[j] * mean_dyx);
-        }
+        if (x->grad)
+            l2c__bn_channel_dx(y->grad, x->data, x->grad, n, c, ch, p, mu, is, gamma->data[ch] * is,
+                               batch_stats ? (float)(sum_dy / m) : 0.0f,
+                               batch_stats ? (float)(sum_dyx / m) : 0.0f);
     }
 }
 
@@ -1965,6 +1983,20 @@ static void l2c__channel_stats(const float *x, int n, int c, int ch, size_t p, d
     mu = (float)*mean;
     for (i = 0; i < n; i++) ss += l2c__sqdev(x + ((size_t)i * c + ch) * p, mu, p);
     *var = ss / ((double)n * p);
+}
+
+/* y = g * (x - mu) * is + bt over one channel; local pointers so the loop vectorises. */
+static void l2c__bn_channel_apply(const float *x, float *y, int n, int c, int ch, size_t p, float mu,
+                                  float is, float g, float bt)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        const size_t off = ((size_t)i * c + ch) * p;
+        const float *xs = x + off;
+        float *o = y + off;
+        size_t j;
+        for (j = 0; j < p; j++) o[j] = g * ((xs[j] - mu) * is) + bt;
+    }
 }
 
 L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma, l2c_tensor *beta,
@@ -1996,47 +2028,50 @@ L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma,
     nd = l2c__record(t, l2c__bn_backward, x, gamma, beta, n, c, x->h, x->w);
     if (!nd) return NULL;
     nd->ip[0] = mode;
-    xhat = l2c__alloc_floats(t, m * c);
-    invstd = l2c__alloc_floats(t, (size_t)c);
-    if (!xhat || !invstd) return NULL;
-    nd->save[0] = xhat;
-    nd->save[1] = invstd;
-    if (p == 1) {
+    if (p == 1) {   /* dense: rows of channels, xhat kept for the backward pass */
+        xhat = l2c__alloc_floats(t, m * c);
+        invstd = l2c__alloc_floats(t, (size_t)c);
+        if (!xhat || !invstd) return NULL;
+        nd->save[0] = xhat;
+        nd->save[1] = invstd;
         for (ch = 0; ch < c; ch += L2C__COLS)
             l2c__bn_rows_forward(x->data, n, c, ch, c - ch < L2C__COLS ? c - ch : L2C__COLS, mode,
                                  gamma->data, beta->data, running_mean, running_var, momentum, eps,
                                  xhat, nd->out->data, invstd);
         return nd->out;
     }
+    /* planes: keep only 1/std (first c floats) and the mean (next c); the backward pass recomputes
+       xhat from x, which is cheaper than writing and re-reading a full-size copy */
+    invstd = l2c__alloc_floats(t, 2 * (size_t)c);
+    if (!invstd) return NULL;
+    nd->save[1] = invstd;
     L2C_OMP(omp parallel for if(m * c > L2C__PAR_MIN))
     for (ch = 0; ch < c; ch++) {
         double mean, var;
-        float mu, is, g = gamma->data[ch], bt = beta->data[ch];
-        int i;
-        size_t j;
         if (mode == L2C_EVAL) { mean = running_mean[ch]; var = running_var[ch]; }
         else l2c__channel_stats(x->data, n, c, ch, p, &mean, &var);
         if (mode == L2C_TRAIN) {
             running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
             running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * var * m / (m - 1));
         }
-        mu = (float)mean;
-        is = invstd[ch] = (float)(1.0 / sqrt(var + eps));
-        for (i = 0; i < n; i++) {
-            size_t off = ((size_t)i * c + ch) * p;
-            for (j = 0; j < p; j++) {
-                float xh = (x->data[off + j] - mu) * is;
-                xhat[off + j] = xh;
-                nd->out->data[off + j] = g * xh + bt;
-            }
-        }
+        invstd[c + ch] = (float)mean;
+        invstd[ch] = (float)(1.0 / sqrt(var + eps));
+        l2c__bn_channel_apply(x->data, nd->out->data, n, c, ch, p, invstd[c + ch], invstd[ch],
+                              gamma->data[ch], beta->data[ch]);
     }
-    nd->save[0] = xhat;
-    nd->save[1] = invstd;
     return nd->out;
 }
 
 /* -- element-wise operations */
+
+/* dx += dy (no-op when dx is NULL): gradient pass-through of add, reshape, ... */
+static void l2c__acc(float *dx, const float *dy, size_t size)
+{
+    long i, n = (long)size;
+    if (!dx) return;
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) dx[i] += dy[i];
+}
 
 static void l2c__relu_backward(l2c__node *nd)
 {
@@ -2045,9 +2080,10 @@ static void l2c__relu_backward(l2c__node *nd)
     float *dx = nd->in[0]->grad;
     long j;
     if (!dx) return;
-    /* element-wise: threads split the range, results do not depend on the split */
+    /* element-wise: threads split the range, results do not depend on the split; a select
+       instead of a branch vectorises and does not mispredict on random signs */
     L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
-    for (j = 0; j < (long)n; j++) if (y[j] > 0.0f) dx[j] += dy[j];
+    for (j = 0; j < (long)n; j++) dx[j] += y[j] > 0.0f ? dy[j] : 0.0f;
 }
 
 L2C_API l2c_tensor *l2c_relu(l2c_tape *t, l2c_tensor *x)
@@ -2070,40 +2106,46 @@ L2C_API l2c_tensor *l2c_relu(l2c_tape *t, l2c_tensor *x)
 
 static void l2c__tanh_backward(l2c__node *nd)
 {
-    size_t i, n = l2c_tensor_size(nd->out);
+    size_t n = l2c_tensor_size(nd->out);
     const float *y = nd->out->data, *dy = nd->out->grad;
     float *dx = nd->in[0]->grad;
+    long i;
     if (!dx) return;
-    for (i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (i = 0; i < (long)n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
 }
 
 L2C_API l2c_tensor *l2c_tanh(l2c_tape *t, l2c_tensor *x)
 {
     l2c__node *nd;
-    size_t i, n;
+    const float *src;
+    float *dst;
+    long i, n;
     if (l2c__check_inputs("l2c_tanh", t, x)) return NULL;
     nd = l2c__record(t, l2c__tanh_backward, x, NULL, NULL, x->n, x->c, x->h, x->w);
     if (!nd) return NULL;
-    n = l2c_tensor_size(x);
-    for (i = 0; i < n; i++) nd->out->data[i] = tanhf(x->data[i]);
+    n = (long)l2c_tensor_size(x);
+    src = x->data; dst = nd->out->data;
+    /* tanhf costs tens of cycles: worth threads well below the usual threshold */
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN / 8))
+    for (i = 0; i < n; i++) dst[i] = tanhf(src[i]);
     return nd->out;
 }
 
 static void l2c__add_backward(l2c__node *nd)
 {
-    size_t i, n = l2c_tensor_size(nd->out);
+    size_t n = l2c_tensor_size(nd->out);
     const float *dy = nd->out->grad;
     int k;
-    for (k = 0; k < 2; k++) {
-        float *dx = nd->in[k]->grad;
-        if (dx) for (i = 0; i < n; i++) dx[i] += dy[i];
-    }
+    for (k = 0; k < 2; k++) l2c__acc(nd->in[k]->grad, dy, n);
 }
 
 L2C_API l2c_tensor *l2c_add(l2c_tape *t, l2c_tensor *a, l2c_tensor *b)
 {
     l2c__node *nd;
-    size_t i, n;
+    const float *pa, *pb;
+    float *dst;
+    long i, n;
     if (l2c__check_inputs("l2c_add", t, a) || !b) { (void)l2c__fail(L2C_EINVAL, "l2c_add: NULL argument"); return NULL; }
     if (a->n != b->n || a->c != b->c || a->h != b->h || a->w != b->w) {
         (void)l2c__fail(L2C_EINVAL, "l2c_add: shapes %dx%dx%dx%d and %dx%dx%dx%d differ",
@@ -2112,59 +2154,72 @@ L2C_API l2c_tensor *l2c_add(l2c_tape *t, l2c_tensor *a, l2c_tensor *b)
     }
     nd = l2c__record(t, l2c__add_backward, a, b, NULL, a->n, a->c, a->h, a->w);
     if (!nd) return NULL;
-    n = l2c_tensor_size(a);
-    for (i = 0; i < n; i++) nd->out->data[i] = a->data[i] + b->data[i];
+    n = (long)l2c_tensor_size(a);
+    pa = a->data; pb = b->data; dst = nd->out->data;
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) dst[i] = pa[i] + pb[i];
     return nd->out;
 }
 
 static void l2c__scale_backward(l2c__node *nd)
 {
-    size_t i, n = l2c_tensor_size(nd->out);
+    long i, n = (long)l2c_tensor_size(nd->out);
+    const float *dy = nd->out->grad;
     float s = nd->fp[0], *dx = nd->in[0]->grad;
-    if (dx) for (i = 0; i < n; i++) dx[i] += s * nd->out->grad[i];
+    if (!dx) return;
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) dx[i] += s * dy[i];
 }
 
 L2C_API l2c_tensor *l2c_scale(l2c_tape *t, l2c_tensor *x, float s)
 {
     l2c__node *nd;
-    size_t i, n;
+    const float *src;
+    float *dst;
+    long i, n;
     if (l2c__check_inputs("l2c_scale", t, x)) return NULL;
     if (!isfinite(s)) { (void)l2c__fail(L2C_ENAN, "l2c_scale: factor is not finite"); return NULL; }
     nd = l2c__record(t, l2c__scale_backward, x, NULL, NULL, x->n, x->c, x->h, x->w);
     if (!nd) return NULL;
     nd->fp[0] = s;
-    n = l2c_tensor_size(x);
-    for (i = 0; i < n; i++) nd->out->data[i] = s * x->data[i];
+    n = (long)l2c_tensor_size(x);
+    src = x->data; dst = nd->out->data;
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) dst[i] = s * src[i];
     return nd->out;
 }
 
 static void l2c__clamp_backward(l2c__node *nd)
 {
-    size_t i, n = l2c_tensor_size(nd->out);
+    long i, n = (long)l2c_tensor_size(nd->out);
     const float *x = nd->in[0]->data, *dy = nd->out->grad;
     float lo = nd->fp[0], hi = nd->fp[1], *dx = nd->in[0]->grad;
-    if (dx) for (i = 0; i < n; i++) if (x[i] > lo && x[i] < hi) dx[i] += dy[i];
+    if (!dx) return;
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) dx[i] += (x[i] > lo && x[i] < hi) ? dy[i] : 0.0f;
 }
 
 L2C_API l2c_tensor *l2c_clamp(l2c_tape *t, l2c_tensor *x, float lo, float hi)
 {
     l2c__node *nd;
-    size_t i, n;
+    const float *src;
+    float *dst;
+    long i, n;
     if (l2c__check_inputs("l2c_clamp", t, x)) return NULL;
     if (!(lo <= hi)) { (void)l2c__fail(L2C_EINVAL, "l2c_clamp: lower bound above upper bound (or NaN)"); return NULL; }
     nd = l2c__record(t, l2c__clamp_backward, x, NULL, NULL, x->n, x->c, x->h, x->w);
     if (!nd) return NULL;
     nd->fp[0] = lo; nd->fp[1] = hi;
-    n = l2c_tensor_size(x);
-    for (i = 0; i < n; i++) nd->out->data[i] = x->data[i] < lo ? lo : (x->data[i] > hi ? hi : x->data[i]);
+    n = (long)l2c_tensor_size(x);
+    src = x->data; dst = nd->out->data;
+    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+    for (i = 0; i < n; i++) dst[i] = src[i] < lo ? lo : (src[i] > hi ? hi : src[i]);
     return nd->out;
 }
 
 static void l2c__copy_backward(l2c__node *nd)
 {
-    size_t i, n = l2c_tensor_size(nd->out);
-    float *dx = nd->in[0]->grad;
-    if (dx) for (i = 0; i < n; i++) dx[i] += nd->out->grad[i];
+    l2c__acc(nd->in[0]->grad, nd->out->grad, l2c_tensor_size(nd->out));
 }
 
 L2C_API l2c_tensor *l2c_reshape(l2c_tape *t, l2c_tensor *x, int n, int c, int h, int w)
@@ -3303,8 +3358,8 @@ L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses)
     cfg->victim_lr = 0.01f;
     cfg->gen_lr = 1e-3f;
     cfg->batch = 64;
-    cfg->trials = 4;
-    cfg->steps_per_trial = 0;
+    cfg->trials = 24;
+    cfg->steps_per_trial = 100;
     cfg->victims = 1;
     cfg->victim_lifetime = 0;
     cfg->fd_radius = 0.01f;
