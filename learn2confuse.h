@@ -608,7 +608,6 @@ L2C_API uint32_t l2c_rng_below(l2c_rng *rng, uint32_t n)
     return r % n;
 }
 
-/* L2C_ENGINE_REGION_BEGIN */
 /* ---------------------------------------------------------------- 3. tensors and the tape ------ */
 
 L2C_API size_t l2c_tensor_size(const l2c_tensor *t)
@@ -835,7 +834,7 @@ L2C_API int l2c_backward_from(l2c_tape *t, l2c_tensor *out, const float *seed)
 
 /* ---------------------------------------------------------------- 8. kernels ------------------- */
 
-/* L2C_GEMM_BEGIN: blocked, packed matrix multiply */
+/* -- matrix multiply: blocked and packed (Goto-style), OpenMP over the outer blocks */
 /* ---- l2c_gemm: single-precision matrix multiply (Goto/BLIS-style) -------
    Expects L2C_OMP(x), L2C_MALLOC(sz) and L2C_FREE(p) to be defined already.
 
@@ -1322,7 +1321,6 @@ void l2c_gemm(int transA, int transB, int M, int N, int K, float alpha,
     l2c__gemm_packed(&g, tm, tn);
 }
 /* ---- end l2c_gemm ------------------------------------------------------- */
-/* L2C_GEMM_END */
 
 /* ---- per-image products --------------------------------------------------------------------
    Convolutions multiply one weight matrix by a matrix per image: C_i = op(A) * B_i. Doing that
@@ -2431,7 +2429,6 @@ L2C_API l2c_tensor *l2c_softmax_xent(l2c_tape *t, l2c_tensor *logits, const uint
     return nd->out;
 }
 
-/* L2C_ENGINE_REGION_END */
 
 /* ---------------------------------------------------------------- 5. models -------------------- */
 

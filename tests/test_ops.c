@@ -93,37 +93,49 @@ static void test_conv2d_hand_computed_values(void)
     l2c_tape_free(t);
 }
 
-static void test_conv2d_matches_naive_loops(void)
+/* One shape of conv2d or deconv2d (transposed) checked against the naive loops above. */
+typedef struct conv_case { int n, ic, h, w, oc, k, s, p; } conv_case;
+
+static void check_conv_against_naive(const conv_case *cs, size_t ncases, int transposed, uint64_t seed)
 {
-    static const struct { int n, ic, h, w, oc, k, s, p; } cases[] = {
-        { 3, 2, 7, 6, 4, 3, 1, 1 }, { 2, 3, 9, 9, 2, 5, 2, 2 }, { 2, 1, 28, 28, 4, 3, 3, 1 }, { 1, 4, 5, 5, 3, 1, 1, 0 },
-        { 2, 2, 8, 7, 3, 4, 2, 1 }, { 4, 3, 6, 6, 5, 3, 2, 0 }, { 1, 2, 11, 10, 2, 5, 3, 1 },
-    };
+    const char *op = transposed ? "deconv" : "conv";
     size_t i;
     l2c_tape *t = l2c_tape_new();
     REQUIRE(t, "tape");
-    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int n = cases[i].n, ic = cases[i].ic, h = cases[i].h, w = cases[i].w, oc = cases[i].oc, k = cases[i].k;
-        int s = cases[i].s, p = cases[i].p, oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+    for (i = 0; i < ncases; i++) {
+        int n = cs[i].n, ic = cs[i].ic, h = cs[i].h, w = cs[i].w, oc = cs[i].oc, k = cs[i].k, s = cs[i].s, p = cs[i].p;
+        int oh = transposed ? (h - 1) * s - 2 * p + k : (h + 2 * p - k) / s + 1;
+        int ow = transposed ? (w - 1) * s - 2 * p + k : (w + 2 * p - k) / s + 1;
         size_t nx = (size_t)n * ic * h * w, nw = (size_t)oc * ic * k * k, ny = (size_t)n * oc * oh * ow;
         float *x = (float *)malloc(nx * sizeof(float)), *W = (float *)malloc(nw * sizeof(float));
         float *b = (float *)malloc((size_t)oc * sizeof(float)), *ref = (float *)malloc(ny * sizeof(float));
-        l2c_tensor X = view_tensor(n, ic, h, w, x), Wt = view_tensor(oc, ic, k, k, W), Bt = view_tensor(oc, 1, 1, 1, b), *y;
+        l2c_tensor X = view_tensor(n, ic, h, w, x), Bt = view_tensor(oc, 1, 1, 1, b), *y;
+        l2c_tensor Wt = transposed ? view_tensor(ic, oc, k, k, W) : view_tensor(oc, ic, k, k, W);
         l2c_rng r;
-        l2c_rng_seed(&r, 200 + i);
+        l2c_rng_seed(&r, seed + i);
         fill_uniform(&r, x, nx, -1, 1);
         fill_uniform(&r, W, nw, -1, 1);
         fill_uniform(&r, b, (size_t)oc, -1, 1);
-        naive_conv(x, n, ic, h, w, W, b, oc, k, s, p, ref, oh, ow);
+        if (transposed) naive_deconv(x, n, ic, h, w, W, b, oc, k, s, p, ref, oh, ow);
+        else naive_conv(x, n, ic, h, w, W, b, oc, k, s, p, ref, oh, ow);
         l2c_tape_reset(t);
-        y = l2c_conv2d(t, &X, &Wt, &Bt, s, p);
-        CHECK(y && y->n == n && y->c == oc && y->h == oh && y->w == ow, "case %lu: conv failed or wrong shape: %s",
-              (unsigned long)i, l2c_error());
-        if (y) CHECK(max_abs_diff(y->data, ref, ny) <= 1e-4f, "case %lu (k%d s%d p%d): max difference %g from the naive conv",
-                     (unsigned long)i, k, s, p, (double)max_abs_diff(y->data, ref, ny));
+        y = transposed ? l2c_deconv2d(t, &X, &Wt, &Bt, s, p) : l2c_conv2d(t, &X, &Wt, &Bt, s, p);
+        CHECK(y && y->n == n && y->c == oc && y->h == oh && y->w == ow, "case %lu: %s failed or wrong shape: %s",
+              (unsigned long)i, op, l2c_error());
+        if (y) CHECK(max_abs_diff(y->data, ref, ny) <= 1e-4f, "case %lu (k%d s%d p%d): max difference %g from the naive %s",
+                     (unsigned long)i, k, s, p, (double)max_abs_diff(y->data, ref, ny), op);
         free(x); free(W); free(b); free(ref);
     }
     l2c_tape_free(t);
+}
+
+static void test_conv2d_matches_naive_loops(void)
+{
+    static const conv_case cases[] = {
+        { 3, 2, 7, 6, 4, 3, 1, 1 }, { 2, 3, 9, 9, 2, 5, 2, 2 }, { 2, 1, 28, 28, 4, 3, 3, 1 }, { 1, 4, 5, 5, 3, 1, 1, 0 },
+        { 2, 2, 8, 7, 3, 4, 2, 1 }, { 4, 3, 6, 6, 5, 3, 2, 0 }, { 1, 2, 11, 10, 2, 5, 3, 1 },
+    };
+    check_conv_against_naive(cases, sizeof cases / sizeof cases[0], 0, 200);
 }
 
 static void test_deconv2d_output_sizes(void)
@@ -197,35 +209,11 @@ static void test_deconv2d_hand_computed_values(void)
 
 static void test_deconv2d_matches_naive_loops(void)
 {
-    static const struct { int n, ic, h, w, oc, k, s, p; } cases[] = {
+    static const conv_case cases[] = {
         { 2, 3, 3, 3, 2, 3, 2, 0 }, { 2, 2, 5, 5, 3, 5, 3, 1 }, { 3, 4, 4, 5, 2, 2, 2, 1 }, { 2, 2, 7, 7, 3, 4, 2, 1 },
         { 1, 5, 2, 2, 4, 3, 2, 0 }, { 2, 3, 4, 4, 5, 3, 1, 1 }, { 1, 1, 3, 2, 1, 1, 1, 0 },
     };
-    size_t i;
-    l2c_tape *t = l2c_tape_new();
-    REQUIRE(t, "tape");
-    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int n = cases[i].n, ic = cases[i].ic, h = cases[i].h, w = cases[i].w, oc = cases[i].oc, k = cases[i].k;
-        int s = cases[i].s, p = cases[i].p, oh = (h - 1) * s - 2 * p + k, ow = (w - 1) * s - 2 * p + k;
-        size_t nx = (size_t)n * ic * h * w, nw = (size_t)ic * oc * k * k, ny = (size_t)n * oc * oh * ow;
-        float *x = (float *)malloc(nx * sizeof(float)), *W = (float *)malloc(nw * sizeof(float));
-        float *b = (float *)malloc((size_t)oc * sizeof(float)), *ref = (float *)malloc(ny * sizeof(float));
-        l2c_tensor X = view_tensor(n, ic, h, w, x), Wt = view_tensor(ic, oc, k, k, W), Bt = view_tensor(oc, 1, 1, 1, b), *y;
-        l2c_rng r;
-        l2c_rng_seed(&r, 300 + i);
-        fill_uniform(&r, x, nx, -1, 1);
-        fill_uniform(&r, W, nw, -1, 1);
-        fill_uniform(&r, b, (size_t)oc, -1, 1);
-        naive_deconv(x, n, ic, h, w, W, b, oc, k, s, p, ref, oh, ow);
-        l2c_tape_reset(t);
-        y = l2c_deconv2d(t, &X, &Wt, &Bt, s, p);
-        CHECK(y && y->n == n && y->c == oc && y->h == oh && y->w == ow, "case %lu: deconv failed or wrong shape: %s",
-              (unsigned long)i, l2c_error());
-        if (y) CHECK(max_abs_diff(y->data, ref, ny) <= 1e-4f, "case %lu (k%d s%d p%d): max difference %g from the naive deconv",
-                     (unsigned long)i, k, s, p, (double)max_abs_diff(y->data, ref, ny));
-        free(x); free(W); free(b); free(ref);
-    }
-    l2c_tape_free(t);
+    check_conv_against_naive(cases, sizeof cases / sizeof cases[0], 1, 300);
 }
 
 static void test_pooling_hand_computed_values(void)
