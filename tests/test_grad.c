@@ -407,9 +407,35 @@ static void test_grad_dense(void)
     }
 }
 
+/* Gradient checks of conv2d or (transposed) deconv2d over a list of shapes. */
+typedef struct gc_conv_case { int n, ic, h, w, oc, k, s, p, bias; } gc_conv_case;
+
+static void gc_check_convs(const gc_conv_case *cs, size_t ncases, int transposed, uint64_t seed)
+{
+    size_t i;
+    for (i = 0; i < ncases; i++) {
+        const gc_conv_case *c = &cs[i];
+        gc g;
+        l2c_rng r;
+        gc_conv_ctx cc;
+        char label[96];
+        cc.stride = c->s; cc.pad = c->p;
+        snprintf(label, sizeof label, "%s n%d %dx%dx%d -> %d k%d s%d p%d%s", transposed ? "deconv2d" : "conv2d", c->n,
+                 c->ic, c->h, c->w, c->oc, c->k, c->s, c->p, c->bias ? "" : " (no bias)");
+        l2c_rng_seed(&r, seed + i);
+        gc_setup(&g, label, transposed ? gc_build_deconv : gc_build_conv, &cc);
+        gc_fill(gc_add(&g, "x", c->n, c->ic, c->h, c->w, 1, 1), &r, -1, 1);
+        if (transposed) gc_fill(gc_add(&g, "W", c->ic, c->oc, c->k, c->k, 0, 1), &r, -1, 1);
+        else gc_fill(gc_add(&g, "W", c->oc, c->ic, c->k, c->k, 0, 1), &r, -1, 1);
+        if (c->bias) gc_fill(gc_add(&g, "b", c->oc, 1, 1, 1, 0, 1), &r, -1, 1);
+        gc_run(&g);
+        gc_free(&g);
+    }
+}
+
 static void test_grad_conv2d(void)
 {
-    static const struct { int n, ic, h, w, oc, k, s, p, bias; } cases[] = {
+    static const gc_conv_case cases[] = {
         { 2, 3, 5, 5, 4, 1, 1, 0, 1 },
         { 2, 2, 6, 6, 3, 3, 1, 1, 1 },
         { 2, 3, 7, 7, 2, 3, 2, 0, 1 },
@@ -421,28 +447,12 @@ static void test_grad_conv2d(void)
         { 2, 1, 7, 6, 2, 5, 2, 1, 1 },
         { 2, 3, 4, 4, 2, 1, 2, 0, 1 },
     };
-    size_t i;
-    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        gc g;
-        l2c_rng r;
-        gc_conv_ctx cc;
-        char label[96];
-        cc.stride = cases[i].s; cc.pad = cases[i].p;
-        snprintf(label, sizeof label, "conv2d n%d %dx%dx%d -> %d k%d s%d p%d%s", cases[i].n, cases[i].ic, cases[i].h,
-                 cases[i].w, cases[i].oc, cases[i].k, cases[i].s, cases[i].p, cases[i].bias ? "" : " (no bias)");
-        l2c_rng_seed(&r, 20 + i);
-        gc_setup(&g, label, gc_build_conv, &cc);
-        gc_fill(gc_add(&g, "x", cases[i].n, cases[i].ic, cases[i].h, cases[i].w, 1, 1), &r, -1, 1);
-        gc_fill(gc_add(&g, "W", cases[i].oc, cases[i].ic, cases[i].k, cases[i].k, 0, 1), &r, -1, 1);
-        if (cases[i].bias) gc_fill(gc_add(&g, "b", cases[i].oc, 1, 1, 1, 0, 1), &r, -1, 1);
-        gc_run(&g);
-        gc_free(&g);
-    }
+    gc_check_convs(cases, sizeof cases / sizeof cases[0], 0, 20);
 }
 
 static void test_grad_deconv2d(void)
 {
-    static const struct { int n, ic, h, w, oc, k, s, p, bias; } cases[] = {
+    static const gc_conv_case cases[] = {
         { 2, 2, 3, 3, 3, 3, 2, 0, 1 },   /* k3 s2 p0 */
         { 2, 2, 3, 3, 2, 5, 3, 1, 1 },   /* k5 s3 p1 */
         { 2, 3, 4, 4, 2, 2, 2, 1, 1 },   /* k2 s2 p1 */
@@ -451,23 +461,7 @@ static void test_grad_deconv2d(void)
         { 2, 3, 3, 2, 2, 1, 1, 0, 0 },   /* k1, no bias */
         { 1, 1, 2, 3, 1, 3, 3, 0, 1 },   /* stride = kernel */
     };
-    size_t i;
-    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        gc g;
-        l2c_rng r;
-        gc_conv_ctx cc;
-        char label[96];
-        cc.stride = cases[i].s; cc.pad = cases[i].p;
-        snprintf(label, sizeof label, "deconv2d n%d %dx%dx%d -> %d k%d s%d p%d%s", cases[i].n, cases[i].ic, cases[i].h,
-                 cases[i].w, cases[i].oc, cases[i].k, cases[i].s, cases[i].p, cases[i].bias ? "" : " (no bias)");
-        l2c_rng_seed(&r, 40 + i);
-        gc_setup(&g, label, gc_build_deconv, &cc);
-        gc_fill(gc_add(&g, "x", cases[i].n, cases[i].ic, cases[i].h, cases[i].w, 1, 1), &r, -1, 1);
-        gc_fill(gc_add(&g, "W", cases[i].ic, cases[i].oc, cases[i].k, cases[i].k, 0, 1), &r, -1, 1);
-        if (cases[i].bias) gc_fill(gc_add(&g, "b", cases[i].oc, 1, 1, 1, 0, 1), &r, -1, 1);
-        gc_run(&g);
-        gc_free(&g);
-    }
+    gc_check_convs(cases, sizeof cases / sizeof cases[0], 1, 40);
 }
 
 static void test_grad_batchnorm(void)
