@@ -384,10 +384,11 @@ L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int
 #define L2C_MAX_CLASSES 256
 
 typedef struct l2c_attack_progress {
-    int trial, trials;        /* 1-based trial, total */
+    int trial, trials;        /* 1-based trial (0: the warm-up), total */
     int step, steps;          /* 1-based step within the trial, steps per trial */
     float victim_loss;        /* the real victim's loss on its poisoned batch */
-    float clean_loss;         /* the look-ahead victim's loss on the clean batch (targeted: vs eta) */
+    float clean_loss;         /* the look-ahead victim's loss on the clean batch (targeted: vs eta);
+                                 in the warm-up the classifier's loss against the warm-up targets */
     double seconds;           /* wall time since l2c_attack_run started */
 } l2c_attack_progress;
 
@@ -404,6 +405,9 @@ typedef struct l2c_attack_config {
     int targeted;          /* 0: non-targeted; 1: label-specific with label_map     default 0 */
     int label_map[L2C_MAX_CLASSES]; /* eta(y) for the targeted mode            default y+1 mod K */
     float fd_radius;       /* finite-difference radius r * |v|                     default 0.01 */
+    int warmup_steps;      /* head start: generator steps against a classifier trained on clean
+                              data, before trial 1 (0: none, the paper's start)   default 2000 */
+    int warmup_epochs;     /* epochs of clean training of that classifier          default 1 */
     uint64_t seed;         /* victim initialisation and batch order                default 1 */
     /* Called after every step (may be NULL); a non-zero return stops the attack after that step. */
     int (*progress)(const l2c_attack_progress *p, void *user);
@@ -425,9 +429,18 @@ L2C_API int l2c_attack_step(l2c_attack *a, const float *x, const uint8_t *labels
 /* Runs trials until cfg.trials are complete (or the progress callback asks to stop). A trial in
    progress when stopped is not counted: resume from l2c_attack_save. */
 L2C_API int l2c_attack_run(l2c_attack *a);
-/* Runs exactly one trial (a fresh victim, steps_per_trial steps, then xi <- xi'). Returns 1 if the
-   progress callback stopped it (the trial is then not counted), 0 when complete, <0 on error. */
+/* Runs the next phase: the warm-up while it is pending (see below), else exactly one trial (a fresh
+   victim, steps_per_trial steps, then xi <- xi'). Returns 1 if the progress callback stopped it
+   (the phase is then not counted), 0 when complete, <0 on error.
+   The warm-up (a head start; cfg.warmup_steps > 0) trains a classifier of the victim's architecture
+   on clean data for cfg.warmup_epochs epochs (SGD, momentum 0.9), then takes warmup_steps Adam steps
+   of the trainable generator to make that classifier read each poisoned image of class y as class
+   w(y): w(y) = y+1 mod K (non-targeted), or the class that label_map sends to y (targeted). A
+   victim trained on such images learns "features of w(y) mean y", the association that the
+   trials then sharpen. Ends with xi <- xi'. */
 L2C_API int l2c_attack_run_trial(l2c_attack *a);
+/* Whether the warm-up is complete (or not asked for). */
+L2C_API int l2c_attack_warmed_up(const l2c_attack *a);
 /* Steps (a)-(b) without the updates: leaves the gradient of the generator objective (what Adam
    minimises: -L(f_theta'(x), y), or +L(f_theta'(x), eta(y)) when targeted) in the trainable
    generator's grads, and the look-ahead victim's clean loss in *clean_loss. Changes neither model's
@@ -3344,6 +3357,7 @@ struct l2c_attack {
     uint8_t *y;
     l2c_batcher order;
     int trials_done;
+    int warmed_up;
     double started;
 };
 
@@ -3360,6 +3374,8 @@ L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses)
     cfg->victims = 1;
     cfg->victim_lifetime = 0;
     cfg->fd_radius = 0.01f;
+    cfg->warmup_steps = 2000;
+    cfg->warmup_epochs = 1;
     cfg->seed = 1;
     if (nclasses < 1 || nclasses > L2C_MAX_CLASSES) nclasses = 10;
     for (k = 0; k < nclasses; k++) cfg->label_map[k] = (k + 1) % nclasses;
@@ -3374,6 +3390,8 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
         return l2c__fail(L2C_EINVAL, "attack: learning rates and fd_radius must be positive");
     if (cfg->batch < 2 || cfg->batch > d->n) return l2c__fail(L2C_EINVAL, "attack: batch %d must be in [2, %d samples]", cfg->batch, d->n);
     if (cfg->trials < 1 || cfg->steps_per_trial < 0) return l2c__fail(L2C_EINVAL, "attack: need trials >= 1 and steps_per_trial >= 0");
+    if (cfg->warmup_steps < 0 || cfg->warmup_epochs < 0 || (cfg->warmup_steps > 0 && cfg->warmup_epochs < 1))
+        return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs >= 1 when warming up");
     if (cfg->victims < 1 || cfg->victims > 64 || cfg->victim_lifetime < 0)
         return l2c__fail(L2C_EINVAL, "attack: need 1 <= victims <= 64 and victim_lifetime >= 0");
     l2c_model_output_shape(g, &c, &h, &w);
@@ -3401,6 +3419,7 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     if (!a) return NULL;
     a->cfg = *cfg;
     a->train = train;
+    a->warmed_up = cfg->warmup_steps == 0;
     per = (size_t)train->c * train->h * train->w * cfg->batch;
     a->frozen = l2c_model_clone(generator);
     a->trainable = l2c_model_clone(generator);
@@ -3609,6 +3628,83 @@ static void l2c__pick_victim(l2c_attack *a, int steps_per_trial)
     l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
 }
 
+/* -- the warm-up (head start) */
+
+/* w(y): the class whose features the warm-up paints into images of class y (see run_trial). */
+static void l2c__warmup_targets(const l2c_attack *a, int *w)
+{
+    int K = a->train->nclasses, y, c;
+    for (y = 0; y < K; y++) {
+        w[y] = a->cfg.targeted ? y : (y + 1) % K;
+        for (c = 0; a->cfg.targeted && c < K; c++)
+            if (a->cfg.label_map[c] == y && c != y) { w[y] = c; break; }
+    }
+}
+
+/* Trains f on clean data (the warm-up's reference classifier). */
+static int l2c__train_reference(l2c_attack *a, l2c_model *f)
+{
+    l2c_sgd sgd;
+    long s, steps = (long)a->cfg.warmup_epochs * ((a->train->n + a->cfg.batch - 1) / a->cfg.batch);
+    int rc = l2c_sgd_init(&sgd, f, a->cfg.victim_lr, 0.9f, 0.0f);
+    l2c_batcher_reseed(&a->order, a->cfg.seed * 7919u + 0x9e3779b9u);
+    for (s = 0; s < steps && !rc; s++) {
+        int n = l2c__next_batch(a);
+        l2c_tensor *loss = l2c__victim_loss(a, f, a->x, n, NULL, L2C_TRAIN, NULL, 1);
+        l2c_model_zero_grad(f);
+        if (!loss || l2c_backward(a->vic_tape, loss)) rc = L2C_EINVAL;
+        else if (!isfinite(loss->data[0])) rc = l2c__fail(L2C_ENAN, "attack warm-up: the classifier's loss is not finite");
+        else l2c_sgd_step(&sgd, f);
+    }
+    l2c_sgd_free(&sgd);
+    return rc;
+}
+
+/* One warm-up step: Adam on the trainable generator to lower f's loss against w(y). */
+static int l2c__warmup_step(l2c_attack *a, l2c_model *f, const int *w, l2c_adam *adam, float *loss_out)
+{
+    int n = l2c__next_batch(a);
+    l2c_tensor *xp, *in, *loss;
+    l2c_tape_reset(a->gen_tape);
+    xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN);
+    loss = xp ? l2c__victim_loss(a, f, xp->data, n, w, L2C_EVAL, &in, 0) : NULL;
+    if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
+    if (!isfinite(*loss_out = loss->data[0])) return l2c__fail(L2C_ENAN, "attack warm-up: the loss is not finite");
+    l2c_model_zero_grad(a->trainable);
+    if (l2c_backward_from(a->gen_tape, xp, in->grad)) return L2C_EINVAL;
+    l2c_adam_step(adam, a->trainable);
+    return L2C_OK;
+}
+
+static int l2c__attack_warmup(l2c_attack *a)
+{
+    int w[L2C_MAX_CLASSES], s, rc;
+    l2c_adam adam;
+    l2c_attack_progress pr;
+    l2c_model *f = l2c_model_clone(a->probe);
+    if (!f) return L2C_ENOMEM;
+    l2c_model_init(f, a->cfg.seed * 1000003u + 0x5eedu);
+    l2c__warmup_targets(a, w);
+    rc = l2c_adam_init(&adam, a->trainable, a->cfg.gen_lr, 0.9f, 0.999f, 1e-8f, 0);
+    if (!rc) rc = l2c__train_reference(a, f);
+    memset(&pr, 0, sizeof pr);
+    pr.trials = a->cfg.trials; pr.steps = a->cfg.warmup_steps;
+    for (s = 1; s <= a->cfg.warmup_steps && !rc; s++) {
+        rc = l2c__warmup_step(a, f, w, &adam, &pr.clean_loss);
+        pr.step = s;
+        pr.seconds = l2c_seconds() - a->started;
+        if (!rc && a->cfg.progress && a->cfg.progress(&pr, a->cfg.user)) rc = 1;
+    }
+    l2c_adam_free(&adam);
+    l2c_model_free(f);
+    if (rc) return rc;
+    l2c_model_copy(a->frozen, a->trainable);
+    a->warmed_up = 1;
+    return L2C_OK;
+}
+
+L2C_API int l2c_attack_warmed_up(const l2c_attack *a) { return a ? a->warmed_up : 0; }
+
 L2C_API int l2c_attack_run_trial(l2c_attack *a)
 {
     int steps, s, rc;
@@ -3616,6 +3712,7 @@ L2C_API int l2c_attack_run_trial(l2c_attack *a)
     if (!a) return l2c__fail(L2C_EINVAL, "l2c_attack_run_trial: NULL attack");
     steps = a->cfg.steps_per_trial ? a->cfg.steps_per_trial : (a->train->n + a->cfg.batch - 1) / a->cfg.batch;
     if (a->started == 0.0) a->started = l2c_seconds();
+    if (!a->warmed_up) return l2c__attack_warmup(a);
     /* The batch order depends only on (seed, trial): resuming from a checkpoint repeats exactly
        what an uninterrupted run does. */
     l2c_batcher_reseed(&a->order, a->cfg.seed * 7919u + (uint64_t)a->trials_done);
@@ -3648,7 +3745,7 @@ L2C_API int l2c_attack_run(l2c_attack *a)
 L2C_API int l2c_attack_trials_done(const l2c_attack *a) { return a ? a->trials_done : 0; }
 L2C_API const l2c_model *l2c_attack_generator(const l2c_attack *a) { return a ? a->frozen : NULL; }
 
-/* Checkpoint layout: "L2CA", version, trials done, steps done, victims initialised, the victims'
+/* Checkpoint layout: "L2CA", version, trials done, warm-up done, steps done, victims initialised, the victims'
    ages, the generator architecture, frozen and trainable generator states, every victim's state,
    the Adam state, checksum. */
 L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
@@ -3660,6 +3757,7 @@ L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
     l2c__put(&b, "L2CA", 4);
     l2c__put_u32(&b, 1);
     l2c__put_u32(&b, (uint32_t)a->trials_done);
+    l2c__put_u32(&b, (uint32_t)a->warmed_up);
     l2c__put_u64(&b, (uint64_t)a->steps_done);
     l2c__put_u64(&b, (uint64_t)a->reinits);
     for (k = 0; k < a->cfg.victims; k++) l2c__put_u32(&b, (uint32_t)a->age[k]);
@@ -3689,7 +3787,7 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
     K = a->cfg.victims;
     gen_state = l2c__state_bytes(a->frozen);
     vic_state = l2c__state_bytes(a->probe);
-    head = 28 + 4 * (size_t)K;
+    head = 32 + 4 * (size_t)K;
     expected = head + l2c__arch_bytes(a->frozen) + 2 * gen_state + K * vic_state + l2c__adam_bytes(&a->adam) + 4;
     rc = l2c__read_file(path, &p, &len, expected);
     if (rc) return rc;
@@ -3699,9 +3797,10 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
     if (!rc) rc = l2c__get_adam(path, s + 2 * gen_state + K * vic_state, &a->adam);
     if (!rc) {
         a->trials_done = (int)l2c__get_u32(p + 8);
-        a->steps_done = (long)l2c__get_u64(p + 12);
-        a->reinits = (long)l2c__get_u64(p + 20);
-        for (k = 0; k < K; k++) a->age[k] = (int)l2c__get_u32(p + 28 + 4 * k);
+        a->warmed_up = l2c__get_u32(p + 12) != 0 || a->cfg.warmup_steps == 0;
+        a->steps_done = (long)l2c__get_u64(p + 16);
+        a->reinits = (long)l2c__get_u64(p + 24);
+        for (k = 0; k < K; k++) a->age[k] = (int)l2c__get_u32(p + 32 + 4 * k);
         l2c__get_state(s, a->frozen);
         l2c__get_state(s + gen_state, a->trainable);
         for (k = 0; k < K; k++) l2c__get_state(s + 2 * gen_state + k * vic_state, a->pool[k]);

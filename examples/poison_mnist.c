@@ -4,6 +4,7 @@
                        [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
+                       [--warmup STEPS]
 
    Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
    MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
@@ -18,14 +19,25 @@
 static volatile sig_atomic_t interrupted = 0;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 
-/* Prints a progress line every 50 steps; stops the attack on Ctrl-C. */
+/* Prints a progress line every 50 steps (warm-up: every 250) with an estimate of the time left;
+   stops the attack on Ctrl-C. */
 static int progress(const l2c_attack_progress *p, void *user)
 {
+    static double first_trial_step = -1.0;   /* when this process's first trial step ended */
+    static int steps_before = 0;             /* trial steps already done then */
     int done = (p->trial - 1) * p->steps + p->step, total = *(int *)user * p->steps;
+    if (p->trial == 0) {
+        if (p->step % 250 == 0 || p->step == p->steps)
+            printf("warm-up step %4d/%d  loss against the warm-up targets %.3f  %5.0fs elapsed\n",
+                   p->step, p->steps, p->clean_loss, p->seconds), fflush(stdout);
+        return interrupted;
+    }
+    if (first_trial_step < 0.0) first_trial_step = p->seconds, steps_before = done;
     if (p->step % 50 == 0 || p->step == p->steps)
         printf("trial %d/%d  step %4d/%d  victim loss %.3f  clean loss %.3f  %5.0fs elapsed  ~%.0fs left\n",
                p->trial, p->trials, p->step, p->steps, p->victim_loss, p->clean_loss, p->seconds,
-               p->seconds / done * (total - done)), fflush(stdout);
+               done > steps_before ? (p->seconds - first_trial_step) / (done - steps_before) * (total - done) : 0.0),
+               fflush(stdout);
     return interrupted;
 }
 
@@ -68,6 +80,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--victim-width")) width = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--victims")) cfg.victims = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--lifetime")) cfg.victim_lifetime = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--warmup")) cfg.warmup_steps = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;
         else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }
@@ -97,14 +110,15 @@ int main(int argc, char **argv)
         l2c_clear_error();
     }
     trials_left = cfg.trials - l2c_attack_trials_done(attack);
-    printf("DeepConfuse on %d images: %s generator, eps %.3g, %s, %d trial(s) to go (%d done), %d threads\n", train.n, arch,
-           cfg.eps, cfg.targeted ? "label-specific y -> y+1" : "non-targeted", trials_left > 0 ? trials_left : 0,
+    printf("DeepConfuse on %d images: %s generator, eps %.3g, %s, %d warm-up step(s) then %d trial(s) to go (%d done), %d threads\n",
+           train.n, arch, cfg.eps, cfg.targeted ? "label-specific y -> y+1" : "non-targeted",
+           l2c_attack_warmed_up(attack) ? 0 : cfg.warmup_steps, trials_left > 0 ? trials_left : 0,
            l2c_attack_trials_done(attack), l2c_get_threads());
     signal(SIGINT, on_sigint);
-    while (l2c_attack_trials_done(attack) < cfg.trials) {
+    while (!l2c_attack_warmed_up(attack) || l2c_attack_trials_done(attack) < cfg.trials) {
         rc = l2c_attack_run_trial(attack);
         if (rc < 0) return fail("attack");
-        if (rc > 0) { printf("interrupted: the last completed trial is in %s; run again to resume\n", ckpt); return 130; }
+        if (rc > 0) { printf("interrupted: the last completed phase is in %s; run again to resume\n", ckpt); return 130; }
         if (l2c_attack_save(attack, ckpt)) return fail("saving the checkpoint");
     }
 

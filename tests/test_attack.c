@@ -164,6 +164,8 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(steps_per_trial, -3);
     TA_REFUSED(victims, 0);
     TA_REFUSED(victim_lifetime, -1);
+    TA_REFUSED(warmup_steps, -1);
+    TA_REFUSED(warmup_epochs, 0);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.targeted = 1; cfg.label_map[1] = 7;
     CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL, "a label map outside the classes was accepted");
@@ -190,12 +192,20 @@ static void ta_check_resume(int victims, int lifetime)
     ta_dataset(&d, x);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3;
-    cfg.victims = victims; cfg.victim_lifetime = lifetime;
-    a = l2c_attack_new(&cfg, g, v, &d);                 /* uninterrupted: 3 trials */
+    cfg.victims = victims; cfg.victim_lifetime = lifetime; cfg.warmup_steps = 5;
+    a = l2c_attack_new(&cfg, g, v, &d);                 /* uninterrupted: warm-up and 3 trials */
     REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
-    CHECK(l2c_attack_trials_done(a) == 3, "trials done %d", l2c_attack_trials_done(a));
-    b = l2c_attack_new(&cfg, g, v, &d);                 /* 1 trial, save, interrupted in trial 2 */
-    REQUIRE(b && l2c_attack_run_trial(b) == 0 && l2c_attack_save(b, path) == 0, "save failed: %s", l2c_error());
+    CHECK(l2c_attack_trials_done(a) == 3 && l2c_attack_warmed_up(a), "trials done %d", l2c_attack_trials_done(a));
+    cfg.progress = ta_stop_after; cfg.user = &stop_at;
+    b = l2c_attack_new(&cfg, g, v, &d);                 /* interrupted in the warm-up */
+    REQUIRE(b, "setup failed: %s", l2c_error());
+    CHECK(l2c_attack_run_trial(b) == 1 && !l2c_attack_warmed_up(b), "the interrupted warm-up was counted");
+    l2c_attack_free(b);
+    cfg.progress = NULL;
+    b = l2c_attack_new(&cfg, g, v, &d);                 /* warm-up, 1 trial, save, interrupted in trial 2 */
+    REQUIRE(b && l2c_attack_run_trial(b) == 0 && l2c_attack_warmed_up(b) && l2c_attack_trials_done(b) == 0,
+            "warm-up failed: %s", l2c_error());
+    REQUIRE(l2c_attack_run_trial(b) == 0 && l2c_attack_save(b, path) == 0, "save failed: %s", l2c_error());
     cfg.progress = ta_stop_after; cfg.user = &stop_at;
     l2c_attack_free(b);
     b = l2c_attack_new(&cfg, g, v, &d);
@@ -203,7 +213,8 @@ static void ta_check_resume(int victims, int lifetime)
     CHECK(l2c_attack_run_trial(b) == 1 && l2c_attack_trials_done(b) == 1, "the interrupted trial was counted");
     cfg.progress = NULL;
     c = l2c_attack_new(&cfg, g, v, &d);                 /* a new process resumes from the file */
-    REQUIRE(c && l2c_attack_load(c, path) == 0 && l2c_attack_trials_done(c) == 1, "resume failed: %s", l2c_error());
+    REQUIRE(c && l2c_attack_load(c, path) == 0 && l2c_attack_trials_done(c) == 1 && l2c_attack_warmed_up(c),
+            "resume failed: %s", l2c_error());
     REQUIRE(l2c_attack_run(c) == 0, "resumed run failed: %s", l2c_error());
     CHECK(memcmp(l2c_attack_generator(a)->params, l2c_attack_generator(c)->params, g->nparams * sizeof(float)) == 0,
           "resumed generator differs from the uninterrupted one");
@@ -228,7 +239,7 @@ static void test_attack_lowers_clean_accuracy_of_its_victim(void)
     REQUIRE(g && v, "setup failed");
     ta_dataset(&d, x);
     l2c_attack_defaults(&cfg, 3);
-    cfg.batch = 4; cfg.trials = 2; cfg.steps_per_trial = 4;
+    cfg.batch = 4; cfg.trials = 2; cfg.steps_per_trial = 4; cfg.warmup_steps = 10;
     a = l2c_attack_new(&cfg, g, v, &d);
     REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
     for (i = 0; i < g->nparams; i++) {
@@ -240,7 +251,71 @@ static void test_attack_lowers_clean_accuracy_of_its_victim(void)
     l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
+/* Records the warm-up's loss at each step. */
+static int ta_record_warmup(const l2c_attack_progress *p, void *user)
+{
+    if (p->trial == 0) ((float *)user)[p->step - 1] = p->clean_loss;
+    return 0;
+}
+
+static void test_warmup_lowers_its_loss(void)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE], loss[300], first = 0, last = 0;
+    l2c_model *g = ta_generator(), *v = ta_victim();
+    l2c_attack_config cfg;
+    l2c_attack *a;
+    int i;
+    REQUIRE(g && v, "setup failed");
+    ta_dataset(&d, x);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4; cfg.trials = 1; cfg.steps_per_trial = 1; cfg.eps = 0.5f;
+    cfg.warmup_steps = 300; cfg.warmup_epochs = 50; cfg.gen_lr = 0.01f;
+    cfg.progress = ta_record_warmup; cfg.user = loss;
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a && l2c_attack_run_trial(a) == 0 && l2c_attack_warmed_up(a), "warm-up failed: %s", l2c_error());
+    for (i = 0; i < 20; i++) first += loss[i] / 20, last += loss[280 + i] / 20;
+    CHECK(last < 0.5f * first, "the warm-up loss went from %g to %g", first, last);
+    CHECK(memcmp(l2c_attack_generator(a)->params, l2c_attack_trainable(a)->params, g->nparams * sizeof(float)) == 0,
+          "the warm-up did not end with xi <- xi'");
+    l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
+/* Non-targeted: w(y) = y+1; targeted: the class eta sends to y (y itself if none). */
+static void test_warmup_targets(void)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator(), *v = ta_victim();
+    l2c_attack_config cfg;
+    l2c_attack *a;
+    int w[L2C_MAX_CLASSES];
+    REQUIRE(g && v, "setup failed");
+    ta_dataset(&d, x);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4;
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a, "setup failed: %s", l2c_error());
+    l2c__warmup_targets(a, w);
+    CHECK(w[0] == 1 && w[1] == 2 && w[2] == 0, "non-targeted warm-up targets %d %d %d", w[0], w[1], w[2]);
+    l2c_attack_free(a);
+    cfg.targeted = 1;   /* eta = y+1: images of class y carry features of y-1 */
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a, "setup failed: %s", l2c_error());
+    l2c__warmup_targets(a, w);
+    CHECK(w[0] == 2 && w[1] == 0 && w[2] == 1, "targeted warm-up targets %d %d %d", w[0], w[1], w[2]);
+    l2c_attack_free(a);
+    cfg.label_map[0] = 1; cfg.label_map[1] = 1; cfg.label_map[2] = 1;   /* nothing is sent to 0 or 2 */
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a, "setup failed: %s", l2c_error());
+    l2c__warmup_targets(a, w);
+    CHECK(w[0] == 0 && w[1] == 0 && w[2] == 2, "warm-up targets of a non-permutation %d %d %d", w[0], w[1], w[2]);
+    l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
 static const l2ct_case l2ct_attack_cases[] = {
+    L2CT(test_warmup_lowers_its_loss),
+    L2CT(test_warmup_targets),
     L2CT(test_hypergradient_matches_unrolled_objective),
     L2CT(test_hypergradient_matches_unrolled_objective_targeted),
     L2CT(test_poison_stays_within_eps),
