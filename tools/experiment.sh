@@ -3,13 +3,15 @@
 # training set poisoned, and targeted vs non-targeted. Each generator is learnt with the defaults of
 # poison_mnist (pass extra options in POISON_ARGS) and judged by victims trained from scratch
 # (eval_mnist, VICTIMS below). Writes markdown tables to out/experiment.md as it goes.
-# Long: about one `make run` per line of the tables.
+# Long: about one `make run` per line of the tables. A quick version (what the README reports):
+#   POISON_ARGS="--trials 8" VICTIMS=mlp,cnn EVAL_ARGS="--epochs 1" sh tools/experiment.sh
 set -eu
 B=${B:-build}
 DATA=${DATA:-build/mnist}
 OUT=${OUT:-out/experiment}
 VICTIMS=${VICTIMS:-softmax,mlp,lenet,cnn}
 POISON_ARGS=${POISON_ARGS:-}
+EVAL_ARGS=${EVAL_ARGS:-}
 EPSILONS=${EPSILONS:-0.1 0.15 0.2 0.25 0.3}
 FRACTIONS=${FRACTIONS:-0.5 0.8 0.9 1.0}
 mkdir -p "$OUT"
@@ -24,10 +26,10 @@ poison() {   # poison NAME ARGS...: learn (or resume) a generator and release it
     mkdir -p "$OUT/$name"
     "$B/poison_mnist" --data "$DATA" --out "$OUT/$name" --checkpoint "$OUT/$name.ckpt" $POISON_ARGS "$@" > "$OUT/$name.log"
 }
-evaluate() { "$B/eval_mnist" --train "$OUT/$1" --test "$DATA" --victims "$VICTIMS" > "$OUT/$1.eval"; }
+evaluate() { "$B/eval_mnist" --train "$OUT/$1" --test "$DATA" --victims "$VICTIMS" $EVAL_ARGS > "$OUT/$1.eval"; }
 
 {
-    echo "# Experiments (victims: $VICTIMS; clean test accuracy %, 2 epochs each)"
+    echo "# Experiments (victims: $VICTIMS; clean test accuracy %; poison_mnist $POISON_ARGS; eval_mnist $EVAL_ARGS)"
     echo
     echo "## eps sweep, whole training set poisoned, non-targeted"
     echo
