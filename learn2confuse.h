@@ -1103,10 +1103,21 @@ static void l2c__gemm_pack_b(const l2c__gemm_args *g, int p0, int kc, int n0,
     }
     if (full < nc) {   /* last, partial panel: copy what exists, zero the rest */
         float *d = dst + (size_t)full * kc;
-        for (p = 0; p < kc; p++)
-            for (j = 0; j < L2C__GEMM_NR; j++)
-                d[(size_t)p * L2C__GEMM_NR + j] =
-                    full + j < nc ? src[(size_t)p * rs + (size_t)(full + j) * cs] : 0.0f;
+        const int nr = nc - full;
+        if (cs == 1) {
+            for (p = 0; p < kc; p++) {
+                const float *s = src + (size_t)p * rs + full;
+                for (j = 0; j < nr; j++) d[(size_t)p * L2C__GEMM_NR + j] = s[j];
+                for (; j < L2C__GEMM_NR; j++) d[(size_t)p * L2C__GEMM_NR + j] = 0.0f;
+            }
+        } else {   /* column by column, as above: one long stream per column, not nr strided ones */
+            for (j = 0; j < nr; j++) {
+                const float *s = src + (size_t)(full + j) * cs;
+                for (p = 0; p < kc; p++) d[(size_t)p * L2C__GEMM_NR + j] = s[p];
+            }
+            for (p = 0; p < kc; p++)
+                for (j = nr; j < L2C__GEMM_NR; j++) d[(size_t)p * L2C__GEMM_NR + j] = 0.0f;
+        }
     }
 }
 
