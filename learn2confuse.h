@@ -1348,8 +1348,8 @@ typedef struct l2c__img_gemm {
     float *C;                  /* C_i = C + i * cstep, or per-thread scratch when cstep == 0 */
     size_t cstep;
     float *apack;              /* packed op(A): K blocks of roundup(M, MR) x kc */
-    void (*pre)(void *ctx, int i);                 /* before image i's product (may be NULL) */
-    void (*post)(void *ctx, int i, const float *c); /* after it, with C_i (may be NULL) */
+    void (*pre)(void *ctx, int i);                          /* before image i's product (may be NULL) */
+    void (*post)(void *ctx, int i, const float *c, int ldc); /* after it, with C_i (may be NULL) */
     void *ctx;
 } l2c__img_gemm;
 
@@ -1357,6 +1357,8 @@ static size_t l2c__img_gemm_apack_size(int M, int K)
 {
     return (size_t)((M + L2C__GEMM_MR - 1) / L2C__GEMM_MR * L2C__GEMM_MR) * (size_t)K;
 }
+
+static int l2c__round_nr(int n) { return (n + L2C__GEMM_NR - 1) / L2C__GEMM_NR * L2C__GEMM_NR; }
 
 /* Packs all of op(A), K block after K block (block pc starts at apack + Mr * pc). */
 static void l2c__img_gemm_pack_a(const l2c__img_gemm *ig)
@@ -1366,6 +1368,18 @@ static void l2c__img_gemm_pack_a(const l2c__img_gemm *ig)
     int pc;
     for (pc = 0; pc < ig->g.K; pc += ks)
         l2c__gemm_pack_a(&ig->g, 0, ig->g.M, pc, l2c__gemm_min(ks, ig->g.K - pc), ig->apack + mr * pc);
+}
+
+/* l2c__gemm_macro over all M rows of the shared packed A, MC rows at a time: with a tall A (a
+   deconvolution's 1600 x 128) the block in use stays in L2 while every B panel passes over it. */
+static void l2c__img_gemm_macro(int M, int nc, int kc, const float *Ap, const float *Bp, float *C,
+                                int ldc, float alpha, float beta)
+{
+    const int mc = L2C__GEMM_MC / L2C__GEMM_MR * L2C__GEMM_MR;   /* whole panels of A */
+    int ic;
+    for (ic = 0; ic < M; ic += mc)
+        l2c__gemm_macro(l2c__gemm_min(mc, M - ic), nc, kc, Ap + (size_t)ic * kc, Bp,
+                        C + (size_t)ic * ldc, ldc, alpha, beta);
 }
 
 /* C_i for one image, on the calling thread, with packing buffer bbuf (KC x NC). */
@@ -1381,30 +1395,105 @@ static void l2c__img_gemm_one(const l2c__img_gemm *ig, int i, float *c, float *b
         for (pc = 0; pc < g.K; pc += ks) {
             const int kc = l2c__gemm_min(ks, g.K - pc);
             l2c__gemm_pack_b(&g, pc, kc, jc, nc, bbuf);
-            l2c__gemm_macro(g.M, nc, kc, ig->apack + mr * pc, bbuf, c + jc, g.ldc, g.alpha,
-                            pc == 0 ? g.beta : 1.0f);
+            l2c__img_gemm_macro(g.M, nc, kc, ig->apack + mr * pc, bbuf, c + jc, g.ldc, g.alpha,
+                                pc == 0 ? g.beta : 1.0f);
         }
     }
 }
 
-/* Runs pre / product / post for images 0..n-1, in parallel over images when worthwhile.
-   scratch: when cstep == 0, nthreads blocks of cscratch floats for C_i. Returns 0, or -1 if
-   the gemm workspace could not be had (nothing done; the caller then fails the op). */
+/* Images per product. A map narrower than a register block wastes most of it (a 2x2 map fills 4 of
+   32 columns), so the columns of g images go side by side into one product: g minimises the padded
+   columns per image, within 8 register blocks and what the gemm workspace can hold (its B block
+   holds the packed panels and the M x g*N result). 1 = image by image. */
+static int l2c__img_gemm_group(int M, int N)
+{
+    const size_t room = (size_t)L2C__GEMM_KC * L2C__GEMM_NC;
+    int g, best = 1;
+    for (g = 2; g * N <= 8 * L2C__GEMM_NR; g++) {
+        const size_t need = (size_t)L2C__GEMM_KC * l2c__round_nr(g * N) + (size_t)M * g * N;
+        if (need <= room && (double)l2c__round_nr(g * N) / g < (double)l2c__round_nr(best * N) / best - 1e-9)
+            best = g;
+    }
+    return best;
+}
+
+/* Packs rows p0..p0+kc of [B_i0 | B_i0+1 | ... ] (gn images side by side) as NR-column panels,
+   like l2c__gemm_pack_b; columns past the last image are zero. */
+static void l2c__img_gemm_pack_group(const l2c__img_gemm *ig, int i0, int gn, int p0, int kc, float *dst)
+{
+    const int N = ig->g.N;
+    int p, i, j;
+    for (p = 0; p < kc; p++) {
+        float *d = dst + (size_t)p * L2C__GEMM_NR;
+        int off = 0;
+        for (i = 0; i < gn; i++) {
+            const float *s = ig->B + (size_t)(i0 + i) * ig->bstep + (size_t)(p0 + p) * ig->g.brs;
+            for (j = 0; j < N; j++) {
+                d[off] = s[j];
+                if (++off == L2C__GEMM_NR) { off = 0; d += (size_t)L2C__GEMM_NR * kc; }
+            }
+        }
+        while (off > 0 && off < L2C__GEMM_NR) d[off++] = 0.0f;
+    }
+}
+
+/* C = s + beta C for an M x N block (beta == 0: C is not read). */
+static void l2c__img_gemm_put(const float *s, int lds, float *C, int ldc, int M, int N, float beta)
+{
+    int r, j;
+    for (r = 0; r < M; r++, s += lds, C += ldc) {
+        if (beta == 0.0f) memcpy(C, s, (size_t)N * sizeof(float));
+        else for (j = 0; j < N; j++) C[j] = s[j] + beta * C[j];
+    }
+}
+
+/* Images i0..i0+gn-1 as one product into ws (the thread's gemm B block): packed panels first, then
+   the M x gn*N result, which is copied out to each C_i (cstep != 0) and handed to post. Each element
+   is summed over K in the same blocks and order as image by image. */
+static void l2c__img_gemm_several(const l2c__img_gemm *ig, int i0, int gn, float *ws)
+{
+    const int M = ig->g.M, N = ig->g.N, cols = gn * N, ks = l2c__gemm_kstep(ig->g.K);
+    const size_t mr = l2c__img_gemm_apack_size(M, 1);
+    float *c = ws + (size_t)L2C__GEMM_KC * l2c__round_nr(cols);
+    int pc, i;
+    if (ig->pre) for (i = 0; i < gn; i++) ig->pre(ig->ctx, i0 + i);
+    for (pc = 0; pc < ig->g.K; pc += ks) {
+        const int kc = l2c__gemm_min(ks, ig->g.K - pc);
+        l2c__img_gemm_pack_group(ig, i0, gn, pc, kc, ws);
+        l2c__img_gemm_macro(M, cols, kc, ig->apack + mr * pc, ws, c, cols, ig->g.alpha, pc == 0 ? 0.0f : 1.0f);
+    }
+    for (i = 0; i < gn; i++) {
+        float *ci = ig->C + (size_t)(i0 + i) * ig->cstep;
+        if (ig->cstep) l2c__img_gemm_put(c + (size_t)i * N, cols, ci, ig->g.ldc, M, N, ig->g.beta);
+        if (ig->post) {
+            if (ig->cstep) ig->post(ig->ctx, i0 + i, ci, ig->g.ldc);
+            else ig->post(ig->ctx, i0 + i, c + (size_t)i * N, cols);
+        }
+    }
+}
+
+/* Runs pre / product / post for images 0..n-1, in parallel over images (or groups of images, see
+   l2c__img_gemm_group) when worthwhile. scratch: when cstep == 0, nthreads blocks of cscratch floats
+   for C_i. Returns 0, or -1 if the gemm workspace could not be had (nothing done; the caller then
+   fails the op). */
 static int l2c__img_gemm_run(l2c__img_gemm *ig, int n, float *scratch, size_t cscratch)
 {
     const double work = (double)ig->g.M * ig->g.N * ig->g.K * n;
-    int nt = work > 4.0 * L2C__GEMM_FORK_FMAS ? l2c__gemm_max_threads() : 1, i;
-    if (nt > n) nt = n;
+    const int g = l2c__img_gemm_group(ig->g.M, ig->g.N), groups = (n + g - 1) / g;
+    int nt = work > 4.0 * L2C__GEMM_FORK_FMAS ? l2c__gemm_max_threads() : 1, q;
+    if (nt > groups) nt = groups;
     nt = l2c__gemm_reserve(nt);
     if (nt < 1) return -1;
     l2c__img_gemm_pack_a(ig);
     L2C_OMP(omp parallel for num_threads(nt) schedule(static) if(nt > 1))
-    for (i = 0; i < n; i++) {
+    for (q = 0; q < groups; q++) {
         const int tid = l2c__gemm_thread_num();
-        float *c = ig->cstep ? ig->C + (size_t)i * ig->cstep : scratch + (size_t)tid * cscratch;
-        if (ig->pre) ig->pre(ig->ctx, i);
-        l2c__img_gemm_one(ig, i, c, l2c__gemm_ws[tid].b);
-        if (ig->post) ig->post(ig->ctx, i, c);
+        float *c;
+        if (g > 1) { l2c__img_gemm_several(ig, q * g, l2c__gemm_min(g, n - q * g), l2c__gemm_ws[tid].b); continue; }
+        c = ig->cstep ? ig->C + (size_t)q * ig->cstep : scratch + (size_t)tid * cscratch;
+        if (ig->pre) ig->pre(ig->ctx, q);
+        l2c__img_gemm_one(ig, q, c, l2c__gemm_ws[tid].b);
+        if (ig->post) ig->post(ig->ctx, q, c, ig->g.ldc);
     }
     return 0;
 }
@@ -1642,7 +1731,7 @@ static void l2c__conv_im2col(void *ctx, int i)
 }
 
 /* Adds the bias to image i's output planes while they are in cache. */
-static void l2c__conv_bias(void *ctx, int i, const float *yi)
+static void l2c__conv_bias(void *ctx, int i, const float *yi, int ld)
 {
     const l2c__conv_ctx *c = (const l2c__conv_ctx *)ctx;
     size_t p = l2c__plane(c->y), j;
@@ -1650,18 +1739,18 @@ static void l2c__conv_bias(void *ctx, int i, const float *yi)
     float *d = (float *)yi;
     (void)i;
     if (!c->b) return;
-    for (ch = 0; ch < c->y->c; ch++, d += p) {
+    for (ch = 0; ch < c->y->c; ch++, d += ld) {
         const float bv = c->b->data[ch];
         for (j = 0; j < p; j++) d[j] += bv;
     }
 }
 
 /* Folds image i's column gradient back into x->grad. */
-static void l2c__conv_col2im(void *ctx, int i, const float *dcol)
+static void l2c__conv_col2im(void *ctx, int i, const float *dcol, int ld)
 {
     const l2c__conv_ctx *c = (const l2c__conv_ctx *)ctx;
     const l2c_tensor *x = c->x;
-    l2c_col2im(dcol, l2c__plane(c->y), x->c, x->h, x->w, c->W->h, c->stride, c->pad,
+    l2c_col2im(dcol, (size_t)ld, x->c, x->h, x->w, c->W->h, c->stride, c->pad,
                c->grad_x + (size_t)i * l2c__sample(x));
 }
 
@@ -1751,7 +1840,7 @@ typedef struct l2c__deconv_ctx {
 } l2c__deconv_ctx;
 
 /* Image i's output: bias, then its column matrix folded in (col2im). */
-static void l2c__deconv_col2im(void *ctx, int i, const float *col)
+static void l2c__deconv_col2im(void *ctx, int i, const float *col, int ld)
 {
     const l2c__deconv_ctx *c = (const l2c__deconv_ctx *)ctx;
     const l2c_tensor *y = c->y;
@@ -1762,7 +1851,7 @@ static void l2c__deconv_col2im(void *ctx, int i, const float *col)
         float bv = c->b ? c->b->data[ch] : 0.0f;
         for (j = 0; j < op; j++) yi[(size_t)ch * op + j] = bv;
     }
-    l2c_col2im(col, l2c__plane(c->x), y->c, y->h, y->w, c->W->h, c->stride, c->pad, yi);
+    l2c_col2im(col, (size_t)ld, y->c, y->h, y->w, c->W->h, c->stride, c->pad, yi);
 }
 
 /* Unfolds image i of dy into its slice of the batch column matrix. */

@@ -446,6 +446,7 @@ static void test_grad_conv2d(void)
         { 2, 4, 5, 6, 3, 3, 1, 0, 0 },
         { 2, 1, 7, 6, 2, 5, 2, 1, 1 },
         { 2, 3, 4, 4, 2, 1, 2, 0, 1 },
+        { 9, 1, 5, 5, 2, 3, 2, 1, 1 },   /* 3x3 maps: products over groups of images, the last partial */
     };
     gc_check_convs(cases, sizeof cases / sizeof cases[0], 0, 20);
 }
@@ -454,6 +455,7 @@ static void test_grad_deconv2d(void)
 {
     static const gc_conv_case cases[] = {
         { 2, 2, 3, 3, 3, 3, 2, 0, 1 },   /* k3 s2 p0 */
+        { 10, 2, 2, 2, 2, 3, 2, 0, 1 },  /* 2x2 maps: products over groups of images, the last partial */
         { 2, 2, 3, 3, 2, 5, 3, 1, 1 },   /* k5 s3 p1 */
         { 2, 3, 4, 4, 2, 2, 2, 1, 1 },   /* k2 s2 p1 */
         { 2, 2, 3, 4, 2, 4, 2, 1, 1 },   /* k4 s2 p1 */
