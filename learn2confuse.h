@@ -105,7 +105,8 @@ L2C_API uint32_t l2c_rng_below(l2c_rng *rng, uint32_t n);
 
    A tape records operations as they run and replays them in reverse in l2c_backward. Every tensor an
    operation returns lives in the tape's arena until l2c_tape_reset, which forgets the operations but
-   keeps the memory: after the first training step a tape allocates nothing more.
+   keeps the memory: after the first training step a tape allocates nothing more. The grad of an
+   operation's output is zeroed when a backward pass first reaches it: read it after l2c_backward.
    ================================================================================================ */
 
 typedef struct l2c_tensor {
@@ -645,7 +646,13 @@ L2C_API void l2c_tensor_free(l2c_tensor *t)
     L2C_FREE(t);
 }
 
-/* A recorded operation. `backward` reads out->grad and accumulates into the inputs' grads. */
+/* A recorded operation. `backward` reads out->grad and accumulates into the inputs' grads.
+   The grad of a node's output is zeroed lazily, by l2c__run_backward just before the first gradient
+   lands in it (the backward of its last consumer): a forward-only pass (eval, releasing a poison)
+   never zeroes anything, and the zeroing happens while the buffer is about to be used. For that a
+   node knows which earlier node produced each input (src) and whether its own out->grad holds
+   values yet (live). Tensors made outside the tape's nodes (l2c_tape_input, parameters, heap
+   tensors) are zeroed eagerly or by their owner, as before. */
 typedef struct l2c__node l2c__node;
 struct l2c__node {
     void (*backward)(l2c__node *nd);
@@ -656,6 +663,8 @@ struct l2c__node {
     float fp[2];        /* float settings */
     void *save[2];      /* saved forward state (in the arena) */
     const void *extra;  /* labels, label map */
+    int src[3];         /* index of the node whose output is in[k], or -1 */
+    int live;           /* out->grad has been zeroed (and may hold gradient) */
 };
 
 /* Arena: a list of chunks; on reset they are merged into one big enough for the whole step, so the
@@ -752,8 +761,9 @@ static float *l2c__alloc_zeros(l2c_tape *t, size_t n)
     return p;
 }
 
-/* A tensor header in the arena with fresh data (uninitialised) and, if asked, a zeroed grad. */
-static l2c_tensor *l2c__tensor(l2c_tape *t, int n, int c, int h, int w, int with_grad)
+/* A tensor header in the arena with fresh data (uninitialised) and, if asked, a grad: zeroed, or
+   left for l2c__run_backward to zero when zero_grad is 0 (node outputs). */
+static l2c_tensor *l2c__tensor_ex(l2c_tape *t, int n, int c, int h, int w, int with_grad, int zero_grad)
 {
     l2c_tensor *x;
     size_t size;
@@ -763,9 +773,26 @@ static l2c_tensor *l2c__tensor(l2c_tape *t, int n, int c, int h, int w, int with
     if (!x) return NULL;
     x->n = n; x->c = c; x->h = h; x->w = w;
     x->data = l2c__alloc_floats(t, size);
-    x->grad = with_grad ? l2c__alloc_zeros(t, size) : NULL;
+    x->grad = !with_grad ? NULL : zero_grad ? l2c__alloc_zeros(t, size) : l2c__alloc_floats(t, size);
     if (!x->data || (with_grad && !x->grad)) return NULL;
     return x;
+}
+
+static l2c_tensor *l2c__tensor(l2c_tape *t, int n, int c, int h, int w, int with_grad)
+{
+    return l2c__tensor_ex(t, n, c, h, w, with_grad, 1);
+}
+
+/* Index of the node that produced x, or -1 (an input, a parameter, a heap tensor). A backward
+   search: the producer is usually one of the last nodes; parameters cost a full scan, which for
+   tapes of tens of nodes is noise next to any operation. */
+static int l2c__producer(const l2c_tape *t, const l2c_tensor *x)
+{
+    int i;
+    if (!x || !x->grad) return -1;
+    for (i = t->nnodes - 1; i >= 0; i--)
+        if (t->nodes[i].out == x) return i;
+    return -1;
 }
 
 L2C_API l2c_tensor *l2c_tape_input(l2c_tape *t, int n, int c, int h, int w, const float *data,
@@ -795,18 +822,42 @@ static l2c__node *l2c__record(l2c_tape *t, void (*backward)(l2c__node *), l2c_te
     nd->backward = backward;
     nd->tape = t;
     nd->in[0] = a; nd->in[1] = b; nd->in[2] = c;
-    nd->out = l2c__tensor(t, n, ch, h, w, wants);
+    nd->src[0] = l2c__producer(t, a); nd->src[1] = l2c__producer(t, b); nd->src[2] = l2c__producer(t, c);
+    nd->out = l2c__tensor_ex(t, n, ch, h, w, wants, 0);
     if (!nd->out) return NULL;
     t->nnodes++;
     return nd;
 }
 
+/* Zeroes the grad of node i's output unless that was done already. */
+static void l2c__make_live(l2c_tape *t, int i)
+{
+    l2c__node *nd = &t->nodes[i];
+    if (nd->live) return;
+    memset(nd->out->grad, 0, l2c_tensor_size(nd->out) * sizeof(float));
+    nd->live = 1;
+}
+
+/* Makes the gradient of `out` ready to be seeded: zeroed if a node produced it and nothing has. */
+static void l2c__seed_ready(l2c_tape *t, const l2c_tensor *out)
+{
+    int i = l2c__producer(t, out);
+    if (i >= 0) l2c__make_live(t, i);
+}
+
+/* Replays the nodes in reverse. A node whose output gradient was never reached (it does not lead
+   to the seeded output) contributes nothing, so it is skipped; its grad is zeroed for anyone who
+   reads it. */
 static int l2c__run_backward(l2c_tape *t)
 {
-    int i;
+    int i, k;
     for (i = t->nnodes - 1; i >= 0; i--) {
         l2c__node *nd = &t->nodes[i];
-        if (nd->out->grad) nd->backward(nd);
+        if (!nd->out->grad) continue;
+        if (!nd->live) { l2c__make_live(t, i); continue; }
+        for (k = 0; k < 3; k++)
+            if (nd->src[k] >= 0) l2c__make_live(t, nd->src[k]);
+        nd->backward(nd);
     }
     return L2C_OK;
 }
@@ -817,6 +868,7 @@ L2C_API int l2c_backward(l2c_tape *t, l2c_tensor *out)
         return l2c__fail(L2C_EINVAL, "l2c_backward: needs a scalar (1x1x1x1) output");
     if (!out->grad)
         return l2c__fail(L2C_EINVAL, "l2c_backward: the output depends on nothing that wants a gradient");
+    l2c__seed_ready(t, out);
     out->grad[0] += 1.0f;
     return l2c__run_backward(t);
 }
@@ -828,6 +880,7 @@ L2C_API int l2c_backward_from(l2c_tape *t, l2c_tensor *out, const float *seed)
     if (!out->grad)
         return l2c__fail(L2C_EINVAL, "l2c_backward_from: the output depends on nothing that wants a gradient");
     n = l2c_tensor_size(out);
+    l2c__seed_ready(t, out);
     for (i = 0; i < n; i++) out->grad[i] += seed[i];
     return l2c__run_backward(t);
 }
