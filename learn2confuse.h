@@ -1392,10 +1392,14 @@ typedef struct l2c__img_gemm {
     l2c__gemm_args g;          /* M, K, alpha, beta, A and strides; N and ldc are per image */
     const float *B;            /* B_i = B + i * bstep (row stride ldb) */
     size_t bstep;
+    float *bscratch;           /* or, when not NULL, B_i is made by pre in a per-thread slot of
+                                  bstep floats here (group slots per thread) */
+    int group;                 /* images per product (l2c__img_gemm_group), set by run */
     float *C;                  /* C_i = C + i * cstep, or per-thread scratch when cstep == 0 */
     size_t cstep;
     float *apack;              /* packed op(A): K blocks of roundup(M, MR) x kc */
-    void (*pre)(void *ctx, int i);                          /* before image i's product (may be NULL) */
+    void (*pre)(void *ctx, int i, float *b, int ldb);       /* before image i's product: may write
+                                                               B_i at b (may be NULL) */
     void (*post)(void *ctx, int i, const float *c, int ldc); /* after it, with C_i (may be NULL) */
     void *ctx;
 } l2c__img_gemm;
@@ -1429,14 +1433,21 @@ static void l2c__img_gemm_macro(int M, int nc, int kc, const float *Ap, const fl
                         C + (size_t)ic * ldc, ldc, alpha, beta);
 }
 
-/* C_i for one image, on the calling thread, with packing buffer bbuf (KC x NC). */
-static void l2c__img_gemm_one(const l2c__img_gemm *ig, int i, float *c, float *bbuf)
+/* Where B_i is: in the batch matrix, or in slot `slot` of thread tid's scratch. */
+static float *l2c__img_gemm_b(const l2c__img_gemm *ig, int i, int tid, int slot)
+{
+    if (ig->bscratch) return ig->bscratch + ((size_t)tid * ig->group + slot) * ig->bstep;
+    return (float *)ig->B + (size_t)i * ig->bstep;
+}
+
+/* C_i = op(A) b for one image, on the calling thread, with packing buffer bbuf (KC x NC). */
+static void l2c__img_gemm_one(const l2c__img_gemm *ig, const float *b, float *c, float *bbuf)
 {
     l2c__gemm_args g = ig->g;
     const int ks = l2c__gemm_kstep(g.K);
     const size_t mr = l2c__img_gemm_apack_size(g.M, 1);
     int jc, pc;
-    g.B = ig->B + (size_t)i * ig->bstep;
+    g.B = b;
     for (jc = 0; jc < g.N; jc += L2C__GEMM_NC) {
         const int nc = l2c__gemm_min(L2C__GEMM_NC, g.N - jc);
         for (pc = 0; pc < g.K; pc += ks) {
@@ -1464,9 +1475,16 @@ static int l2c__img_gemm_group(int M, int N)
     return best;
 }
 
+/* Scratch floats for B_i slots when B_i are made per thread (bscratch). */
+static size_t l2c__img_gemm_bscratch_size(int M, int N, int K, int threads)
+{
+    return (size_t)threads * l2c__img_gemm_group(M, N) * (size_t)K * N;
+}
+
 /* Packs rows p0..p0+kc of [B_i0 | B_i0+1 | ... ] (gn images side by side) as NR-column panels,
    like l2c__gemm_pack_b; columns past the last image are zero. */
-static void l2c__img_gemm_pack_group(const l2c__img_gemm *ig, int i0, int gn, int p0, int kc, float *dst)
+static void l2c__img_gemm_pack_group(const l2c__img_gemm *ig, int i0, int gn, int tid, int p0, int kc,
+                                     float *dst)
 {
     const int N = ig->g.N;
     int p, i, j;
@@ -1474,7 +1492,7 @@ static void l2c__img_gemm_pack_group(const l2c__img_gemm *ig, int i0, int gn, in
         float *d = dst + (size_t)p * L2C__GEMM_NR;
         int off = 0;
         for (i = 0; i < gn; i++) {
-            const float *s = ig->B + (size_t)(i0 + i) * ig->bstep + (size_t)(p0 + p) * ig->g.brs;
+            const float *s = l2c__img_gemm_b(ig, i0 + i, tid, i) + (size_t)(p0 + p) * ig->g.brs;
             for (j = 0; j < N; j++) {
                 d[off] = s[j];
                 if (++off == L2C__GEMM_NR) { off = 0; d += (size_t)L2C__GEMM_NR * kc; }
@@ -1497,16 +1515,16 @@ static void l2c__img_gemm_put(const float *s, int lds, float *C, int ldc, int M,
 /* Images i0..i0+gn-1 as one product into ws (the thread's gemm B block): packed panels first, then
    the M x gn*N result, which is copied out to each C_i (cstep != 0) and handed to post. Each element
    is summed over K in the same blocks and order as image by image. */
-static void l2c__img_gemm_several(const l2c__img_gemm *ig, int i0, int gn, float *ws)
+static void l2c__img_gemm_several(const l2c__img_gemm *ig, int i0, int gn, int tid, float *ws)
 {
     const int M = ig->g.M, N = ig->g.N, cols = gn * N, ks = l2c__gemm_kstep(ig->g.K);
     const size_t mr = l2c__img_gemm_apack_size(M, 1);
     float *c = ws + (size_t)L2C__GEMM_KC * l2c__round_nr(cols);
     int pc, i;
-    if (ig->pre) for (i = 0; i < gn; i++) ig->pre(ig->ctx, i0 + i);
+    if (ig->pre) for (i = 0; i < gn; i++) ig->pre(ig->ctx, i0 + i, l2c__img_gemm_b(ig, i0 + i, tid, i), ig->g.brs);
     for (pc = 0; pc < ig->g.K; pc += ks) {
         const int kc = l2c__gemm_min(ks, ig->g.K - pc);
-        l2c__img_gemm_pack_group(ig, i0, gn, pc, kc, ws);
+        l2c__img_gemm_pack_group(ig, i0, gn, tid, pc, kc, ws);
         l2c__img_gemm_macro(M, cols, kc, ig->apack + mr * pc, ws, c, cols, ig->g.alpha, pc == 0 ? 0.0f : 1.0f);
     }
     for (i = 0; i < gn; i++) {
@@ -1528,6 +1546,7 @@ static int l2c__img_gemm_run(l2c__img_gemm *ig, int n, float *scratch, size_t cs
     const double work = (double)ig->g.M * ig->g.N * ig->g.K * n;
     const int g = l2c__img_gemm_group(ig->g.M, ig->g.N), groups = (n + g - 1) / g;
     int nt = work > 4.0 * L2C__GEMM_FORK_FMAS ? l2c__gemm_max_threads() : 1, q;
+    ig->group = g;
     if (nt > groups) nt = groups;
     nt = l2c__gemm_reserve(nt);
     if (nt < 1) return -1;
@@ -1535,11 +1554,12 @@ static int l2c__img_gemm_run(l2c__img_gemm *ig, int n, float *scratch, size_t cs
     L2C_OMP(omp parallel for num_threads(nt) schedule(static) if(nt > 1))
     for (q = 0; q < groups; q++) {
         const int tid = l2c__gemm_thread_num();
-        float *c;
-        if (g > 1) { l2c__img_gemm_several(ig, q * g, l2c__gemm_min(g, n - q * g), l2c__gemm_ws[tid].b); continue; }
+        float *c, *b;
+        if (g > 1) { l2c__img_gemm_several(ig, q * g, l2c__gemm_min(g, n - q * g), tid, l2c__gemm_ws[tid].b); continue; }
+        b = l2c__img_gemm_b(ig, q, tid, 0);
         c = ig->cstep ? ig->C + (size_t)q * ig->cstep : scratch + (size_t)tid * cscratch;
-        if (ig->pre) ig->pre(ig->ctx, q);
-        l2c__img_gemm_one(ig, q, c, l2c__gemm_ws[tid].b);
+        if (ig->pre) ig->pre(ig->ctx, q, b, ig->g.brs);
+        l2c__img_gemm_one(ig, b, c, l2c__gemm_ws[tid].b);
         if (ig->post) ig->post(ig->ctx, q, c, ig->g.ldc);
     }
     return 0;
@@ -1756,25 +1776,25 @@ L2C_API l2c_tensor *l2c_dense(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_ten
     return nd->out;
 }
 
-/* -- conv2d: im2col of each image into its slice of a batch column matrix (kept for the weight
-   gradient, one product over the whole batch), and the output computed image by image straight
-   into NCHW. */
+/* -- conv2d: im2col of each image into a per-thread buffer that stays in cache, and the output
+   computed image by image straight into NCHW. The column matrix is not kept for the weight
+   gradient: a batch of them (8 MB for the victim's second layer) would go out to memory and back,
+   which measured slower than unfolding again, a few images at a time, in the backward pass. */
 
 typedef struct l2c__conv_ctx {
     const l2c_tensor *x, *W, *b;
     l2c_tensor *y;
-    float *col;          /* kk x (N*P) */
     float *grad_x;       /* backward: x->grad */
     int stride, pad;
 } l2c__conv_ctx;
 
-/* Unfolds image i into its columns of the batch matrix. */
-static void l2c__conv_im2col(void *ctx, int i)
+/* Unfolds image i into col (row stride ld). */
+static void l2c__conv_im2col(void *ctx, int i, float *col, int ld)
 {
     const l2c__conv_ctx *c = (const l2c__conv_ctx *)ctx;
-    const l2c_tensor *x = c->x, *y = c->y;
+    const l2c_tensor *x = c->x;
     l2c_im2col(x->data + (size_t)i * l2c__sample(x), x->c, x->h, x->w, c->W->h, c->stride, c->pad,
-               c->col + (size_t)i * l2c__plane(y), (size_t)x->n * l2c__plane(y));
+               col, (size_t)ld);
 }
 
 /* Adds the bias to image i's output planes while they are in cache. */
@@ -1801,20 +1821,46 @@ static void l2c__conv_col2im(void *ctx, int i, const float *dcol, int ld)
                c->grad_x + (size_t)i * l2c__sample(x));
 }
 
+/* dW += dy (channel-major) col^T, a group of images at a time: their columns are unfolded again
+   side by side (kk x G*P, G*P ~ one K block of the gemm) into a buffer that stays in cache, with
+   the matching dy columns next to it. */
+static void l2c__conv_weight_grad(l2c__node *nd)
+{
+    const l2c_tensor *x = nd->in[0], *W = nd->in[1];
+    l2c_tensor *y = nd->out;
+    const int oc = y->c, kk = x->c * W->h * W->w, p = (int)l2c__plane(y);
+    const int G = p >= L2C__GEMM_KC ? 1 : L2C__GEMM_KC / p;
+    float *col = l2c__alloc_floats(nd->tape, (size_t)kk * G * p);
+    float *dy = l2c__alloc_floats(nd->tape, (size_t)oc * G * p);
+    l2c__conv_ctx cx;
+    int i0;
+    if (!col || !dy) return;
+    memset(&cx, 0, sizeof cx);
+    cx.x = x; cx.W = W; cx.y = y; cx.stride = nd->ip[0]; cx.pad = nd->ip[1];
+    for (i0 = 0; i0 < x->n; i0 += G) {
+        const int gn = l2c__gemm_min(G, x->n - i0), cols = gn * p;
+        int i;
+        L2C_OMP(omp parallel for if(gn > 1 && (size_t)kk * cols > L2C__PAR_MIN))
+        for (i = 0; i < gn; i++) {
+            int ch;
+            l2c__conv_im2col(&cx, i0 + i, col + (size_t)i * p, cols);
+            for (ch = 0; ch < oc; ch++)
+                memcpy(dy + (size_t)ch * cols + (size_t)i * p, y->grad + ((size_t)(i0 + i) * oc + ch) * p,
+                       (size_t)p * sizeof(float));
+        }
+        l2c_gemm(0, 1, oc, kk, cols, 1.0f, dy, cols, col, cols, 1.0f, W->grad, kk);
+    }
+}
+
 static void l2c__conv_backward(l2c__node *nd)
 {
     l2c_tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2], *y = nd->out;
     int k = W->h, oc = y->c, kk = x->c * k * k;
-    size_t p = l2c__plane(y), np = (size_t)x->n * p;
+    size_t p = l2c__plane(y);
     l2c__conv_ctx cx;
     l2c__img_gemm ig;
     float *scratch;
-    if (W->grad) {   /* dW = dy (channel-major) * col^T over the whole batch */
-        float *dy = l2c__alloc_floats(nd->tape, (size_t)oc * np);
-        if (!dy) return;
-        l2c__to_channel_major(y->grad, y->n, oc, p, dy);
-        l2c_gemm(0, 1, oc, kk, (int)np, 1.0f, dy, (int)np, (const float *)nd->save[0], (int)np, 1.0f, W->grad, kk);
-    }
+    if (W->grad) l2c__conv_weight_grad(nd);
     if (b && b->grad) l2c__bias_grad(y->grad, y->n, oc, p, b->grad);
     if (!x->grad) return;
     /* dcol_i = W^T dy_i, folded into dx_i image by image */
@@ -1843,7 +1889,7 @@ L2C_API l2c_tensor *l2c_conv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_te
 {
     l2c__node *nd;
     int k, oh, ow, kk;
-    size_t p, np;
+    size_t p;
     l2c__conv_ctx cx;
     l2c__img_gemm ig;
     if (l2c__check_inputs("l2c_conv2d", t, x) || !W) { (void)l2c__fail(L2C_EINVAL, "l2c_conv2d: NULL argument"); return NULL; }
@@ -1861,18 +1907,16 @@ L2C_API l2c_tensor *l2c_conv2d(l2c_tape *t, l2c_tensor *x, l2c_tensor *W, l2c_te
     nd->ip[0] = stride; nd->ip[1] = pad;
     kk = x->c * k * k;
     p = (size_t)oh * ow;
-    np = (size_t)x->n * p;
     memset(&cx, 0, sizeof cx);
     cx.x = x; cx.W = W; cx.b = b; cx.y = nd->out; cx.stride = stride; cx.pad = pad;
-    cx.col = l2c__alloc_floats(t, (size_t)kk * np);
     /* y_i = W col_i, written straight into image i's output */
-    l2c__img_gemm_init(&ig, 0, W->n, (int)p, kk, W->data, kk, cx.col, (int)np, p, 0.0f,
+    l2c__img_gemm_init(&ig, 0, W->n, (int)p, kk, W->data, kk, NULL, (int)p, (size_t)kk * p, 0.0f,
                        nd->out->data, (int)p, (size_t)W->n * p);
     ig.pre = l2c__conv_im2col; ig.post = l2c__conv_bias; ig.ctx = &cx;
+    ig.bscratch = l2c__alloc_floats(t, l2c__img_gemm_bscratch_size(W->n, (int)p, kk, l2c__gemm_max_threads()));
     ig.apack = l2c__alloc_floats(t, l2c__img_gemm_apack_size(W->n, kk));
-    if (!cx.col || !ig.apack) return NULL;
+    if (!ig.bscratch || !ig.apack) return NULL;
     if (l2c__img_gemm_run(&ig, x->n, NULL, 0)) { (void)l2c__fail(L2C_ENOMEM, "l2c_conv2d: out of memory"); return NULL; }
-    nd->save[0] = cx.col;
     return nd->out;
 }
 
@@ -1901,13 +1945,13 @@ static void l2c__deconv_col2im(void *ctx, int i, const float *col, int ld)
     l2c_col2im(col, (size_t)ld, y->c, y->h, y->w, c->W->h, c->stride, c->pad, yi);
 }
 
-/* Unfolds image i of dy into its slice of the batch column matrix. */
-static void l2c__deconv_im2col(void *ctx, int i)
+/* Unfolds image i of dy into dcol (its slice of the batch column matrix, row stride ld). */
+static void l2c__deconv_im2col(void *ctx, int i, float *dcol, int ld)
 {
     const l2c__deconv_ctx *c = (const l2c__deconv_ctx *)ctx;
     const l2c_tensor *y = c->y;
     l2c_im2col(c->dy + (size_t)i * l2c__sample(y), y->c, y->h, y->w, c->W->h, c->stride, c->pad,
-               c->dcol + (size_t)i * l2c__plane(c->x), (size_t)c->x->n * l2c__plane(c->x));
+               dcol, (size_t)ld);
 }
 
 static void l2c__deconv_backward(l2c__node *nd)
@@ -1929,7 +1973,7 @@ static void l2c__deconv_backward(l2c__node *nd)
         if (!ig.apack || l2c__img_gemm_run(&ig, x->n, NULL, 0)) return;
     } else {
         L2C_OMP(omp parallel for if(x->n > 1 && np * k * k * oc > L2C__PAR_MIN))
-        for (i = 0; i < x->n; i++) l2c__deconv_im2col(&cx, i);
+        for (i = 0; i < x->n; i++) l2c__deconv_im2col(&cx, i, cx.dcol + (size_t)i * p, (int)np);
     }
     if (W->grad) {   /* dW = x (channel-major) * dcol^T over the whole batch */
         float *xc = l2c__alloc_floats(nd->tape, (size_t)ic * np);
