@@ -1867,14 +1867,16 @@ static void l2c__conv_col2im(void *ctx, int i, const float *dcol, int ld)
 }
 
 /* dW += dy (channel-major) col^T, a group of images at a time: their columns are unfolded again
-   side by side (kk x G*P, G*P ~ one K block of the gemm) into a buffer that stays in cache, with
-   the matching dy columns next to it. */
+   side by side (kk x G*P, about 512 KiB, so it stays in cache) with the matching dy columns next
+   to it. Few, long products: one per image would fork too little work for a second thread. */
+#define L2C__CONV_COLS 131072   /* floats of unfolded columns per weight-gradient group (512 KiB) */
 static void l2c__conv_weight_grad(l2c__node *nd)
 {
     const l2c_tensor *x = nd->in[0], *W = nd->in[1];
     l2c_tensor *y = nd->out;
     const int oc = y->c, kk = x->c * W->h * W->w, p = (int)l2c__plane(y);
-    const int G = p >= L2C__GEMM_KC ? 1 : L2C__GEMM_KC / p;
+    const int fit = (int)(L2C__CONV_COLS / ((size_t)kk * p));
+    const int G = l2c__gemm_min(x->n, fit > 1 ? fit : 1);
     float *col = l2c__alloc_floats(nd->tape, (size_t)kk * G * p);
     float *dy = l2c__alloc_floats(nd->tape, (size_t)oc * G * p);
     l2c__conv_ctx cx;
