@@ -665,6 +665,8 @@ struct l2c__node {
     const void *extra;  /* labels, label map */
     int src[3];         /* index of the node whose output is in[k], or -1 */
     int live;           /* out->grad has been zeroed (and may hold gradient) */
+    int may_overwrite;  /* backward can write in[0]->grad whole instead of adding to it ... */
+    int fresh;          /* ... and is to, this time: nothing is in it yet (not even zeros) */
 };
 
 /* Arena: a list of chunks; on reset they are merged into one big enough for the whole step, so the
@@ -845,19 +847,37 @@ static void l2c__seed_ready(l2c_tape *t, const l2c_tensor *out)
     if (i >= 0) l2c__make_live(t, i);
 }
 
+/* Readies the input grads of node nd before its backward: zeroed, unless it is the first to write
+   in[0]->grad and can write it whole (may_overwrite), which saves a pass over the buffer. */
+static void l2c__ready_inputs(l2c_tape *t, l2c__node *nd)
+{
+    int k;
+    nd->fresh = 0;
+    for (k = 0; k < 3; k++) {
+        const int j = nd->src[k];
+        if (j < 0 || t->nodes[j].live) continue;
+        if (k == 0 && nd->may_overwrite && nd->in[1] != nd->in[0] && nd->in[2] != nd->in[0]) {
+            t->nodes[j].live = 1;
+            nd->fresh = 1;
+        } else {
+            l2c__make_live(t, j);
+        }
+    }
+}
+
 /* Replays the nodes in reverse. A node whose output gradient was never reached (it does not lead
    to the seeded output) contributes nothing, so it is skipped; its grad is zeroed for anyone who
    reads it. */
 static int l2c__run_backward(l2c_tape *t)
 {
-    int i, k;
+    int i;
     for (i = t->nnodes - 1; i >= 0; i--) {
         l2c__node *nd = &t->nodes[i];
         if (!nd->out->grad) continue;
         if (!nd->live) { l2c__make_live(t, i); continue; }
-        for (k = 0; k < 3; k++)
-            if (nd->src[k] >= 0) l2c__make_live(t, nd->src[k]);
+        l2c__ready_inputs(t, nd);
         nd->backward(nd);
+        nd->fresh = 0;
     }
     return L2C_OK;
 }
@@ -2116,7 +2136,7 @@ static void l2c__bn_rows_forward(const float *x, int n, int c, int c0, int nc, i
 
 static void l2c__bn_rows_backward(const float *dy, const float *xhat, const float *invstd, int n,
                                   int c, int c0, int nc, int batch_stats, const float *g,
-                                  float *dg, float *db, float *dx)
+                                  float *dg, float *db, float *dx, int overwrite)
 {
     double sdy[L2C__COLS], sdyx[L2C__COLS];
     float a[L2C__COLS], mdy[L2C__COLS], mdyx[L2C__COLS];
@@ -2136,7 +2156,8 @@ static void l2c__bn_rows_backward(const float *dy, const float *xhat, const floa
     }
     if (dx) for (i = 0; i < n; i++) for (j = 0; j < nc; j++) {
         const size_t at = (size_t)i * c + c0 + j;
-        dx[at] += a[j] * (dy[at] - mdy[j] - xhat[at] * mdyx[j]);
+        const float v = a[j] * (dy[at] - mdy[j] - xhat[at] * mdyx[j]);
+        dx[at] = overwrite ? v : dx[at] + v;
     }
 }
 
@@ -2168,7 +2189,8 @@ static void l2c__bn_channel_sums(const float *dy, const float *x, int n, int c, 
 
 /* dx += a * (dy - mean_dy - xhat * mean_dyx) over one channel, xhat recomputed from x. */
 static void l2c__bn_channel_dx(const float *dy, const float *x, float *dx, int n, int c, int ch,
-                               size_t p, float mu, float is, float a, float mdy, float mdyx)
+                               size_t p, float mu, float is, float a, float mdy, float mdyx,
+                               int overwrite)
 {
     int i;
     for (i = 0; i < n; i++) {
@@ -2176,7 +2198,8 @@ static void l2c__bn_channel_dx(const float *dy, const float *x, float *dx, int n
         const float *d = dy + off, *xs = x + off;
         float *o = dx + off;
         size_t j;
-        for (j = 0; j < p; j++) o[j] += a * (d[j] - mdy - ((xs[j] - mu) * is) * mdyx);
+        if (overwrite) for (j = 0; j < p; j++) o[j] = a * (d[j] - mdy - ((xs[j] - mu) * is) * mdyx);
+        else for (j = 0; j < p; j++) o[j] += a * (d[j] - mdy - ((xs[j] - mu) * is) * mdyx);
     }
 }
 
@@ -2191,7 +2214,7 @@ static void l2c__bn_backward(l2c__node *nd)
         const float *xhat = (const float *)nd->save[0];
         for (ch = 0; ch < c; ch += L2C__COLS)
             l2c__bn_rows_backward(y->grad, xhat, invstd, n, c, ch, c - ch < L2C__COLS ? c - ch : L2C__COLS,
-                                  batch_stats, gamma->data, gamma->grad, beta->grad, x->grad);
+                                  batch_stats, gamma->data, gamma->grad, beta->grad, x->grad, nd->fresh);
         return;
     }
     L2C_OMP(omp parallel for if((size_t)n * c * p > L2C__PAR_MIN))
@@ -2204,7 +2227,7 @@ static void l2c__bn_backward(l2c__node *nd)
         if (x->grad)
             l2c__bn_channel_dx(y->grad, x->data, x->grad, n, c, ch, p, mu, is, gamma->data[ch] * is,
                                batch_stats ? (float)(sum_dy / m) : 0.0f,
-                               batch_stats ? (float)(sum_dyx / m) : 0.0f);
+                               batch_stats ? (float)(sum_dyx / m) : 0.0f, nd->fresh);
     }
 }
 
@@ -2263,6 +2286,7 @@ L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma,
     }
     nd = l2c__record(t, l2c__bn_backward, x, gamma, beta, n, c, x->h, x->w);
     if (!nd) return NULL;
+    nd->may_overwrite = 1;
     nd->ip[0] = mode;
     if (p == 1) {   /* dense: rows of channels, xhat kept for the backward pass */
         xhat = l2c__alloc_floats(t, m * c);
@@ -2318,8 +2342,13 @@ static void l2c__relu_backward(l2c__node *nd)
     if (!dx) return;
     /* element-wise: threads split the range, results do not depend on the split; a select
        instead of a branch vectorises and does not mispredict on random signs */
-    L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
-    for (j = 0; j < (long)n; j++) dx[j] += y[j] > 0.0f ? dy[j] : 0.0f;
+    if (nd->fresh) {
+        L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+        for (j = 0; j < (long)n; j++) dx[j] = y[j] > 0.0f ? dy[j] : 0.0f;
+    } else {
+        L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
+        for (j = 0; j < (long)n; j++) dx[j] += y[j] > 0.0f ? dy[j] : 0.0f;
+    }
 }
 
 L2C_API l2c_tensor *l2c_relu(l2c_tape *t, l2c_tensor *x)
@@ -2329,6 +2358,7 @@ L2C_API l2c_tensor *l2c_relu(l2c_tape *t, l2c_tensor *x)
     if (l2c__check_inputs("l2c_relu", t, x)) return NULL;
     nd = l2c__record(t, l2c__relu_backward, x, NULL, NULL, x->n, x->c, x->h, x->w);
     if (!nd) return NULL;
+    nd->may_overwrite = 1;
     n = l2c_tensor_size(x);
     {
         const float *src = x->data;
@@ -2495,16 +2525,24 @@ static void l2c__maxpool_backward(l2c__node *nd)
 
 /* Average-pool backward of one plane for the common 2x2 window with stride 2: each output's
    gradient goes to its four inputs; the loops run along rows so they vectorise. */
-static void l2c__avgpool2_backward_plane(const float *dy, int oh, int ow, int w, float *dx)
+static void l2c__avgpool2_backward_plane(const float *dy, int oh, int ow, int w, float *dx, int overwrite)
 {
     int oy, ox;
     for (oy = 0; oy < oh; oy++) {
         const float *g = dy + (size_t)oy * ow;
         float *r0 = dx + (size_t)(2 * oy) * w, *r1 = r0 + w;
-        for (ox = 0; ox < ow; ox++) {
-            const float v = g[ox] * 0.25f;
-            r0[2 * ox] += v; r0[2 * ox + 1] += v;
-            r1[2 * ox] += v; r1[2 * ox + 1] += v;
+        if (overwrite) {
+            for (ox = 0; ox < ow; ox++) {
+                const float v = g[ox] * 0.25f;
+                r0[2 * ox] = v; r0[2 * ox + 1] = v;
+                r1[2 * ox] = v; r1[2 * ox + 1] = v;
+            }
+        } else {
+            for (ox = 0; ox < ow; ox++) {
+                const float v = g[ox] * 0.25f;
+                r0[2 * ox] += v; r0[2 * ox + 1] += v;
+                r1[2 * ox] += v; r1[2 * ox + 1] += v;
+            }
         }
     }
 }
@@ -2521,7 +2559,7 @@ static void l2c__avgpool_backward(l2c__node *nd)
         L2C_OMP(omp parallel for if(l2c_tensor_size(x) > L2C__PAR_MIN))
         for (qq = 0; qq < (long)planes; qq++)
             l2c__avgpool2_backward_plane(y->grad + (size_t)qq * l2c__plane(y), y->h, y->w, x->w,
-                                         x->grad + (size_t)qq * l2c__plane(x));
+                                         x->grad + (size_t)qq * l2c__plane(x), nd->fresh);
         return;
     }
     for (q = 0; q < planes; q++) {
@@ -2577,6 +2615,8 @@ static l2c_tensor *l2c__pool(l2c_tape *t, l2c_tensor *x, int k, int s, int is_ma
     nd = l2c__record(t, is_max ? l2c__maxpool_backward : l2c__avgpool_backward, x, NULL, NULL, x->n, x->c, oh, ow);
     if (!nd) return NULL;
     nd->ip[0] = k; nd->ip[1] = s;
+    /* 2x2 windows tiling an even map cover every input once: the backward can write dx whole */
+    nd->may_overwrite = !is_max && k == 2 && s == 2 && x->h == 2 * oh && x->w == 2 * ow;
     planes = (size_t)x->n * x->c;
     if (is_max && !(arg = (int *)l2c__alloc(t, planes * oh * ow * sizeof(int)))) return NULL;
     nd->save[0] = arg;

@@ -937,6 +937,37 @@ static void test_lazy_grad_zeroing_keeps_backward_semantics(void)
     l2c_tape_free(t);
 }
 
+/* The first backward to reach a gradient may write it whole instead of zeroing and adding (relu,
+   batch norm, 2x2 average pooling). Here z feeds two relus: the later one (first in backward)
+   writes z->grad, the earlier one must add to it; the arena is full of stale gradients first. */
+static void test_overwriting_backward_is_followed_by_adding(void)
+{
+    l2c_tape *t = l2c_tape_new();
+    float xs[8] = { -1.5f, -0.3f, 0.1f, 0.2f, 0.9f, 2.0f, -0.7f, 0.4f }, seed[8];
+    int pass, i;
+    REQUIRE(t, "tape");
+    for (pass = 0; pass < 2; pass++) {
+        l2c_tensor *x, *z, *r1, *r2, *p1, *b;
+        l2c_tape_reset(t);
+        x = l2c_tape_input(t, 1, 2, 2, 2, xs, 1);
+        z = x ? l2c_tanh(t, x) : NULL;
+        r1 = z ? l2c_relu(t, z) : NULL;
+        r2 = r1 ? l2c_relu(t, z) : NULL;
+        b = r2 ? l2c_add(t, r1, r2) : NULL;
+        p1 = b ? l2c_avgpool(t, b, 2, 2) : NULL;   /* 2x2 map: one output per channel */
+        REQUIRE(p1, "building the tape failed: %s", l2c_error());
+        for (i = 0; i < 2; i++) seed[i] = pass == 0 ? 1000.0f : 4.0f;
+        REQUIRE(l2c_backward_from(t, p1, seed) == 0, "backward: %s", l2c_error());
+        if (pass == 0) continue;
+        for (i = 0; i < 8; i++) {   /* d/dz = 4 * 1/4 * (1 + 1) where z > 0 */
+            float th = tanhf(xs[i]), want = th > 0.0f ? 2.0f : 0.0f;
+            CHECK_NEAR(z->grad[i], want, 1e-6);
+            CHECK_NEAR(x->grad[i], want * (1.0f - th * th), 1e-6);
+        }
+    }
+    l2c_tape_free(t);
+}
+
 static const l2ct_case l2ct_grad_cases[] = {
     L2CT(test_gradcheck_detects_a_wrong_gradient),
     L2CT(test_grad_dense),
@@ -956,5 +987,6 @@ static const l2ct_case l2ct_grad_cases[] = {
     L2CT(test_tape_param_grads_off_leaves_heap_tensors_alone),
     L2CT(test_backward_accumulates_into_grads),
     L2CT(test_lazy_grad_zeroing_keeps_backward_semantics),
+    L2CT(test_overwriting_backward_is_followed_by_adding),
     { NULL, NULL }
 };
