@@ -1548,7 +1548,7 @@ static void l2c__img_gemm_several(const l2c__img_gemm *ig, int i0, int gn, int t
         l2c__img_gemm_macro(M, cols, kc, ig->apack + mr * pc, ws, c, cols, ig->g.alpha, pc == 0 ? 0.0f : 1.0f);
     }
     for (i = 0; i < gn; i++) {
-        float *ci = ig->C + (size_t)(i0 + i) * ig->cstep;
+        float *ci = ig->cstep ? ig->C + (size_t)(i0 + i) * ig->cstep : NULL;
         if (ig->cstep) l2c__img_gemm_put(c + (size_t)i * N, cols, ci, ig->g.ldc, M, N, ig->g.beta);
         if (ig->post) {
             if (ig->cstep) ig->post(ig->ctx, i0 + i, ci, ig->g.ldc);
