@@ -2245,9 +2245,24 @@ static void l2c__channel_stats(const float *x, int n, int c, int ch, size_t p, d
 }
 
 /* y = g * (x - mu) * is + bt over one channel; local pointers so the loop vectorises. */
+static void l2c__bn_channel_apply(const float *x, float *y, int n, int c, int ch, size_t p, float mu,
+                                  float is, float g, float bt)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        const size_t off = ((size_t)i * c + ch) * p;
+        const float *xs = x + off;
+        float *o = y + off;
+        size_t j;
+        for (j = 0; j < p; j++) o[j] = g * ((xs[j] - mu) * is) + bt;
+    }
+}
+
 /* y = gamma xhat + beta with the statistics in stats (1/std first, then the means). Image by
    image, in memory order: one stream the prefetcher follows, where a channel at a time hops
-   between the images' planes (2.3x faster on the generator's 5x5 maps at batch 256). */
+   between the images' planes (2.3x faster on the generator's 5x5 maps at batch 256; on large
+   planes just after the statistics pass, a channel at a time is faster: they are in cache). */
+#define L2C__BN_BY_IMAGE 256   /* plane size below which training mode applies image by image */
 static void l2c__bn_apply(const l2c_tensor *x, const float *stats, const float *g, const float *bt,
                           float *y)
 {
@@ -2273,7 +2288,7 @@ L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma,
                                   float momentum, float eps)
 {
     l2c__node *nd;
-    int c, n, ch;
+    int c, n, ch, by_image;
     size_t p, m;
     float *xhat, *invstd;
     if (l2c__check_inputs("l2c_batchnorm", t, x) || !gamma || !beta || !running_mean || !running_var) {
@@ -2315,6 +2330,7 @@ L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma,
     invstd = l2c__alloc_floats(t, 2 * (size_t)c);
     if (!invstd) return NULL;
     nd->save[1] = invstd;
+    by_image = mode == L2C_EVAL || p < L2C__BN_BY_IMAGE;
     L2C_OMP(omp parallel for if(m * c > L2C__PAR_MIN))
     for (ch = 0; ch < c; ch++) {
         double mean, var;
@@ -2326,8 +2342,11 @@ L2C_API l2c_tensor *l2c_batchnorm(l2c_tape *t, l2c_tensor *x, l2c_tensor *gamma,
         }
         invstd[c + ch] = (float)mean;
         invstd[ch] = (float)(1.0 / sqrt(var + eps));
+        if (!by_image)   /* the channel's planes are still in cache from the statistics */
+            l2c__bn_channel_apply(x->data, nd->out->data, n, c, ch, p, invstd[c + ch], invstd[ch],
+                                  gamma->data[ch], beta->data[ch]);
     }
-    l2c__bn_apply(x, invstd, gamma->data, beta->data, nd->out->data);
+    if (by_image) l2c__bn_apply(x, invstd, gamma->data, beta->data, nd->out->data);
     return nd->out;
 }
 
