@@ -446,6 +446,7 @@ static void test_grad_conv2d(void)
         { 2, 4, 5, 6, 3, 3, 1, 0, 0 },
         { 2, 1, 7, 6, 2, 5, 2, 1, 1 },
         { 2, 3, 4, 4, 2, 1, 2, 0, 1 },
+        { 9, 1, 5, 5, 2, 3, 2, 1, 1 },   /* 3x3 maps: products over groups of images, the last partial */
     };
     gc_check_convs(cases, sizeof cases / sizeof cases[0], 0, 20);
 }
@@ -454,6 +455,7 @@ static void test_grad_deconv2d(void)
 {
     static const gc_conv_case cases[] = {
         { 2, 2, 3, 3, 3, 3, 2, 0, 1 },   /* k3 s2 p0 */
+        { 10, 2, 2, 2, 2, 3, 2, 0, 1 },  /* 2x2 maps: products over groups of images, the last partial */
         { 2, 2, 3, 3, 2, 5, 3, 1, 1 },   /* k5 s3 p1 */
         { 2, 3, 4, 4, 2, 2, 2, 1, 1 },   /* k2 s2 p1 */
         { 2, 2, 3, 4, 2, 4, 2, 1, 1 },   /* k4 s2 p1 */
@@ -889,6 +891,83 @@ static void test_backward_accumulates_into_grads(void)
     l2c_model_free(m);
 }
 
+/* Node outputs get their grads zeroed lazily, just before the first gradient lands in them. Checks
+   what that must preserve, on a reused arena full of stale gradients: a tensor read by several
+   nodes sums all their contributions; a branch that does not lead to the seeded output (recorded
+   after it, too) contributes nothing and reads zero; a second backward pass on the same tape gives
+   what it gave when all grads were zeroed up front. */
+static void test_lazy_grad_zeroing_keeps_backward_semantics(void)
+{
+    l2c_tape *t = l2c_tape_new();
+    float xs[6] = { -1.5f, -0.3f, 0.0f, 0.2f, 0.9f, 2.0f }, seed[6];
+    int pass, i;
+    REQUIRE(t, "tape");
+    for (pass = 0; pass < 2; pass++) {
+        l2c_tensor *x, *y, *a, *b, *dead, *dead2;
+        l2c_tape_reset(t);
+        x = l2c_tape_input(t, 1, 1, 2, 3, xs, 1);
+        y = x ? l2c_tanh(t, x) : NULL;            /* read by a, b and dead */
+        a = y ? l2c_scale(t, y, 2.0f) : NULL;
+        b = a ? l2c_add(t, y, a) : NULL;          /* b = 3 tanh(x) */
+        dead = b ? l2c_scale(t, y, 5.0f) : NULL;  /* recorded after b, not part of it */
+        dead2 = dead ? l2c_relu(t, dead) : NULL;
+        REQUIRE(dead2, "building the tape failed: %s", l2c_error());
+        /* pass 0 leaves large stale gradients in the arena that pass 1 reuses */
+        for (i = 0; i < 6; i++) seed[i] = pass == 0 ? 1000.0f : 1.0f;
+        REQUIRE(l2c_backward_from(t, b, seed) == 0, "backward: %s", l2c_error());
+        if (pass == 0) continue;
+        for (i = 0; i < 6; i++) {
+            float th = tanhf(xs[i]);
+            CHECK_NEAR(y->grad[i], 3.0f, 1e-6);
+            CHECK_NEAR(a->grad[i], 1.0f, 1e-6);
+            CHECK_NEAR(x->grad[i], 3.0f * (1.0f - th * th), 1e-5);
+            CHECK(dead->grad[i] == 0.0f && dead2->grad[i] == 0.0f, "dead branch grad [%d]: %g, %g, expected 0",
+                  i, (double)dead->grad[i], (double)dead2->grad[i]);
+        }
+        /* a second pass replays every node on top of the grads of the first: b 2, a 1 + 2, y 3 + 2 +
+           2 * 3 = 11, x (3 + 11) tanh' */
+        REQUIRE(l2c_backward_from(t, b, seed) == 0, "second backward: %s", l2c_error());
+        for (i = 0; i < 6; i++) {
+            float th = tanhf(xs[i]);
+            CHECK_NEAR(y->grad[i], 11.0f, 1e-5);
+            CHECK_NEAR(x->grad[i], 14.0f * (1.0f - th * th), 1e-5);
+            CHECK(dead->grad[i] == 0.0f, "dead branch grad after two passes [%d]: %g", i, (double)dead->grad[i]);
+        }
+    }
+    l2c_tape_free(t);
+}
+
+/* The first backward to reach a gradient may write it whole instead of zeroing and adding (relu,
+   batch norm, 2x2 average pooling). Here z feeds two relus: the later one (first in backward)
+   writes z->grad, the earlier one must add to it; the arena is full of stale gradients first. */
+static void test_overwriting_backward_is_followed_by_adding(void)
+{
+    l2c_tape *t = l2c_tape_new();
+    float xs[8] = { -1.5f, -0.3f, 0.1f, 0.2f, 0.9f, 2.0f, -0.7f, 0.4f }, seed[8];
+    int pass, i;
+    REQUIRE(t, "tape");
+    for (pass = 0; pass < 2; pass++) {
+        l2c_tensor *x, *z, *r1, *r2, *p1, *b;
+        l2c_tape_reset(t);
+        x = l2c_tape_input(t, 1, 2, 2, 2, xs, 1);
+        z = x ? l2c_tanh(t, x) : NULL;
+        r1 = z ? l2c_relu(t, z) : NULL;
+        r2 = r1 ? l2c_relu(t, z) : NULL;
+        b = r2 ? l2c_add(t, r1, r2) : NULL;
+        p1 = b ? l2c_avgpool(t, b, 2, 2) : NULL;   /* 2x2 map: one output per channel */
+        REQUIRE(p1, "building the tape failed: %s", l2c_error());
+        for (i = 0; i < 2; i++) seed[i] = pass == 0 ? 1000.0f : 4.0f;
+        REQUIRE(l2c_backward_from(t, p1, seed) == 0, "backward: %s", l2c_error());
+        if (pass == 0) continue;
+        for (i = 0; i < 8; i++) {   /* d/dz = 4 * 1/4 * (1 + 1) where z > 0 */
+            float th = tanhf(xs[i]), want = th > 0.0f ? 2.0f : 0.0f;
+            CHECK_NEAR(z->grad[i], want, 1e-6);
+            CHECK_NEAR(x->grad[i], want * (1.0f - th * th), 1e-6);
+        }
+    }
+    l2c_tape_free(t);
+}
+
 static const l2ct_case l2ct_grad_cases[] = {
     L2CT(test_gradcheck_detects_a_wrong_gradient),
     L2CT(test_grad_dense),
@@ -907,5 +986,7 @@ static const l2ct_case l2ct_grad_cases[] = {
     L2CT(test_tape_param_grads_off_keeps_model_grads_zero),
     L2CT(test_tape_param_grads_off_leaves_heap_tensors_alone),
     L2CT(test_backward_accumulates_into_grads),
+    L2CT(test_lazy_grad_zeroing_keeps_backward_semantics),
+    L2CT(test_overwriting_backward_is_followed_by_adding),
     { NULL, NULL }
 };

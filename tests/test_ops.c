@@ -134,6 +134,8 @@ static void test_conv2d_matches_naive_loops(void)
     static const conv_case cases[] = {
         { 3, 2, 7, 6, 4, 3, 1, 1 }, { 2, 3, 9, 9, 2, 5, 2, 2 }, { 2, 1, 28, 28, 4, 3, 3, 1 }, { 1, 4, 5, 5, 3, 1, 1, 0 },
         { 2, 2, 8, 7, 3, 4, 2, 1 }, { 4, 3, 6, 6, 5, 3, 2, 0 }, { 1, 2, 11, 10, 2, 5, 3, 1 },
+        { 9, 2, 5, 5, 3, 3, 2, 1 },   /* 3x3 maps: groups of 7 images side by side, then 2 */
+        { 2, 2, 11, 20, 3, 3, 1, 1 }, /* rows of 20: 8-float pieces, a tail, padding */
     };
     check_conv_against_naive(cases, sizeof cases / sizeof cases[0], 0, 200);
 }
@@ -212,6 +214,7 @@ static void test_deconv2d_matches_naive_loops(void)
     static const conv_case cases[] = {
         { 2, 3, 3, 3, 2, 3, 2, 0 }, { 2, 2, 5, 5, 3, 5, 3, 1 }, { 3, 4, 4, 5, 2, 2, 2, 1 }, { 2, 2, 7, 7, 3, 4, 2, 1 },
         { 1, 5, 2, 2, 4, 3, 2, 0 }, { 2, 3, 4, 4, 5, 3, 1, 1 }, { 1, 1, 3, 2, 1, 1, 1, 0 },
+        { 11, 3, 2, 2, 4, 3, 2, 0 },  /* 2x2 maps: groups of 8 images side by side, then 3 */
     };
     check_conv_against_naive(cases, sizeof cases / sizeof cases[0], 1, 300);
 }
@@ -546,7 +549,8 @@ static void test_gemm_matches_naive_for_all_transposes(void)
 static void test_im2col_col2im_are_adjoint(void)
 {
     /* <im2col(x), c> == <x, col2im(c)> for random x, c */
-    static const struct { int c, h, w, k, s, p; } cases[] = { { 2, 5, 6, 3, 1, 1 }, { 1, 7, 7, 5, 3, 2 }, { 3, 4, 4, 2, 2, 1 }, { 2, 6, 5, 3, 2, 0 } };
+    static const struct { int c, h, w, k, s, p; } cases[] = { { 2, 5, 6, 3, 1, 1 }, { 1, 7, 7, 5, 3, 2 }, { 3, 4, 4, 2, 2, 1 }, { 2, 6, 5, 3, 2, 0 },
+                                                               { 2, 9, 21, 3, 1, 2 } /* rows of 23: 8-float pieces, tail, padding */ };
     size_t i;
     l2c_rng r;
     l2c_rng_seed(&r, 501);
