@@ -398,7 +398,7 @@ typedef struct l2c_attack_config {
     float victim_lr;       /* SGD learning rate of the victim (alpha)              default 0.01 */
     float gen_lr;          /* Adam learning rate of the generator                  default 1e-3 */
     int batch;             /* mini-batch size                                      default 64 */
-    int trials;            /* number of trials                                     default 24 */
+    int trials;            /* number of trials                                     default 64 */
     int steps_per_trial;   /* steps per trial (xi <- xi' after each); 0 = one epoch default 100 */
     int victims;           /* victims trained in turn, one step each (a pool)      default 1 */
     int victim_lifetime;   /* a victim's own steps before it is replaced; 0 =
@@ -3675,7 +3675,7 @@ L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses)
     cfg->victim_lr = 0.01f;
     cfg->gen_lr = 1e-3f;
     cfg->batch = 64;
-    cfg->trials = 24;
+    cfg->trials = 64;
     cfg->steps_per_trial = 100;
     cfg->victims = 1;
     cfg->victim_lifetime = 0;
