@@ -26,7 +26,12 @@ poison() {   # poison NAME ARGS...: learn (or resume) a generator and release it
     mkdir -p "$OUT/$name"
     "$B/poison_mnist" --data "$DATA" --out "$OUT/$name" --checkpoint "$OUT/$name.ckpt" $POISON_ARGS "$@" > "$OUT/$name.log"
 }
-evaluate() { "$B/eval_mnist" --train "$OUT/$1" --test "$DATA" --victims "$VICTIMS" $EVAL_ARGS > "$OUT/$1.eval"; }
+evaluate() {   # evaluate NAME: train the victims on $OUT/NAME (atomically into NAME.eval)
+    "$B/eval_mnist" --train "$OUT/$1" --test "$DATA" --victims "$VICTIMS" $EVAL_ARGS > "$OUT/$1.eval.tmp"
+    mv "$OUT/$1.eval.tmp" "$OUT/$1.eval"
+}
+# Rows already evaluated are kept, so an interrupted experiment resumes; remove $OUT to start over.
+done_already() { [ -s "$OUT/$1.eval" ]; }
 
 {
     echo "# Experiments (victims: $VICTIMS; clean test accuracy %; poison_mnist $POISON_ARGS; eval_mnist $EVAL_ARGS)"
@@ -37,23 +42,21 @@ evaluate() { "$B/eval_mnist" --train "$OUT/$1" --test "$DATA" --victims "$VICTIM
     echo "|---|---|"
 } > "$md"
 for eps in $EPSILONS; do
-    poison "eps$eps" --eps "$eps"
-    evaluate "eps$eps"
+    done_already "eps$eps" || { poison "eps$eps" --eps "$eps" && evaluate "eps$eps"; }
     echo "| $eps | $(row "$OUT/eps$eps.eval") |" >> "$md"
 done
 
 { echo; echo "## fraction of the training set poisoned (eps 0.3, same generator)"; echo
   echo "| fraction | $VICTIMS |"; echo "|---|---|"; } >> "$md"
 for f in $FRACTIONS; do
-    poison "eps0.3" --eps 0.3 --fraction "$f" --out "$OUT/frac$f"
-    evaluate "frac$f"
+    mkdir -p "$OUT/frac$f"
+    done_already "frac$f" || { poison "eps0.3" --eps 0.3 --fraction "$f" --out "$OUT/frac$f" && evaluate "frac$f"; }
     echo "| $f | $(row "$OUT/frac$f.eval") |" >> "$md"
 done
 
 { echo; echo "## targeted (y -> y+1) vs non-targeted, eps 0.3"; echo
   echo "| mode | clean test accuracy: $VICTIMS | predicted as y+1: $VICTIMS |"; echo "|---|---|---|"; } >> "$md"
-poison targeted --eps 0.3 --targeted
-evaluate targeted
+done_already targeted || { poison targeted --eps 0.3 --targeted && evaluate targeted; }
 echo "| non-targeted | $(row "$OUT/eps0.3.eval") | $(shifted "$OUT/eps0.3.eval") |" >> "$md"
 echo "| targeted | $(row "$OUT/targeted.eval") | $(shifted "$OUT/targeted.eval") |" >> "$md"
 cat "$md"
