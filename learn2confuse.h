@@ -1902,35 +1902,84 @@ static void l2c__conv_col2im(void *ctx, int i, const float *dcol, int ld)
 
 /* dW += dy (channel-major) col^T, a group of images at a time: their columns are unfolded again
    side by side (kk x G*P, about 512 KiB, so it stays in cache) with the matching dy columns next
-   to it. Few, long products: one per image would fork too little work for a second thread. */
+   to it. The batch is cut into a fixed number of image ranges, each summed into its own partial
+   dW by one thread, then the partials are added in order: the products are too small to split
+   well inside (each thread would pack all of B), and a fixed cut keeps the result the same
+   whatever the thread count. */
 #define L2C__CONV_COLS 131072   /* floats of unfolded columns per weight-gradient group (512 KiB) */
+#define L2C__CONV_WG_PARTS 8    /* image ranges of the weight gradient (a multiple of 2 and 4) */
+
+typedef struct l2c__conv_wg {
+    l2c__conv_ctx cx;
+    int oc, kk, p, G;
+    float *col, *dy;     /* per-thread unfolding buffers: kk x G*P and oc x G*P */
+    float *part;         /* per-range partial dW, oc x kk each */
+} l2c__conv_wg;
+
+/* part = sum over images [i0, i1) of dy_i col_i^T, G images per product, on the calling thread. */
+static void l2c__conv_wg_range(const l2c__conv_wg *w, int i0, int i1, float *col, float *dy,
+                               float *part, const l2c__gemm_buf *buf)
+{
+    const l2c_tensor *y = w->cx.y;
+    int i;
+    for (i = i0; i < i1; i += w->G) {
+        const int gn = l2c__gemm_min(w->G, i1 - i), cols = gn * w->p;
+        l2c__gemm_args g;
+        int j, ch;
+        for (j = 0; j < gn; j++) {
+            l2c__conv_im2col((void *)&w->cx, i + j, col + (size_t)j * w->p, cols);
+            for (ch = 0; ch < w->oc; ch++)
+                memcpy(dy + (size_t)ch * cols + (size_t)j * w->p, y->grad + ((size_t)(i + j) * w->oc + ch) * w->p,
+                       (size_t)w->p * sizeof(float));
+        }
+        /* part (+)= dy [oc x cols] * col^T (col stored kk x cols) */
+        g.M = w->oc; g.N = w->kk; g.K = cols; g.alpha = 1.0f; g.beta = i == i0 ? 0.0f : 1.0f;
+        g.A = dy; g.B = col; g.C = part; g.ldc = w->kk;
+        g.ars = cols; g.acs = 1; g.brs = 1; g.bcs = cols;
+        l2c__gemm_tile(&g, 0, w->oc, 0, w->kk, buf);
+    }
+}
+
+/* W->grad += the partials, in range order, element-wise (so in parallel without changing sums). */
+static void l2c__conv_wg_reduce(const l2c__conv_wg *w, int parts, float *dW)
+{
+    const int m = w->oc * w->kk;
+    int j;
+    L2C_OMP(omp parallel for if((size_t)m * parts > L2C__PAR_MIN))
+    for (j = 0; j < m; j++) {
+        float s = dW[j];
+        int q;
+        for (q = 0; q < parts; q++) s += w->part[(size_t)q * m + j];
+        dW[j] = s;
+    }
+}
+
 static void l2c__conv_weight_grad(l2c__node *nd)
 {
     const l2c_tensor *x = nd->in[0], *W = nd->in[1];
-    l2c_tensor *y = nd->out;
-    const int oc = y->c, kk = x->c * W->h * W->w, p = (int)l2c__plane(y);
-    const int fit = (int)(L2C__CONV_COLS / ((size_t)kk * p));
-    const int G = l2c__gemm_min(x->n, fit > 1 ? fit : 1);
-    float *col = l2c__alloc_floats(nd->tape, (size_t)kk * G * p);
-    float *dy = l2c__alloc_floats(nd->tape, (size_t)oc * G * p);
-    l2c__conv_ctx cx;
-    int i0;
-    if (!col || !dy) return;
-    memset(&cx, 0, sizeof cx);
-    cx.x = x; cx.W = W; cx.y = y; cx.stride = nd->ip[0]; cx.pad = nd->ip[1];
-    for (i0 = 0; i0 < x->n; i0 += G) {
-        const int gn = l2c__gemm_min(G, x->n - i0), cols = gn * p;
-        int i;
-        L2C_OMP(omp parallel for if(gn > 1 && (size_t)kk * cols > L2C__PAR_MIN))
-        for (i = 0; i < gn; i++) {
-            int ch;
-            l2c__conv_im2col(&cx, i0 + i, col + (size_t)i * p, cols);
-            for (ch = 0; ch < oc; ch++)
-                memcpy(dy + (size_t)ch * cols + (size_t)i * p, y->grad + ((size_t)(i0 + i) * oc + ch) * p,
-                       (size_t)p * sizeof(float));
-        }
-        l2c_gemm(0, 1, oc, kk, cols, 1.0f, dy, cols, col, cols, 1.0f, W->grad, kk);
+    const int parts = l2c__gemm_min(L2C__CONV_WG_PARTS, x->n), per = (x->n + parts - 1) / parts;
+    l2c__conv_wg w;
+    int fit, nt, q;
+    memset(&w, 0, sizeof w);
+    w.cx.x = x; w.cx.W = W; w.cx.y = nd->out; w.cx.stride = nd->ip[0]; w.cx.pad = nd->ip[1];
+    w.oc = nd->out->c; w.kk = x->c * W->h * W->w; w.p = (int)l2c__plane(nd->out);
+    fit = (int)(L2C__CONV_COLS / ((size_t)w.kk * w.p));
+    fit = fit > 1 ? fit : 1;
+    w.G = (per + (per + fit - 1) / fit - 1) / ((per + fit - 1) / fit);   /* even groups of <= fit */
+    nt = (double)w.oc * w.kk * w.p * x->n > 4.0 * L2C__GEMM_FORK_FMAS ? l2c__gemm_max_threads() : 1;
+    nt = l2c__gemm_reserve(l2c__gemm_min(nt, parts));
+    w.col = l2c__alloc_floats(nd->tape, (size_t)w.kk * w.G * w.p * (nt > 0 ? nt : 1));
+    w.dy = l2c__alloc_floats(nd->tape, (size_t)w.oc * w.G * w.p * (nt > 0 ? nt : 1));
+    w.part = l2c__alloc_floats(nd->tape, (size_t)w.oc * w.kk * parts);
+    if (nt < 1 || !w.col || !w.dy || !w.part) return;
+    L2C_OMP(omp parallel for num_threads(nt) schedule(static) if(nt > 1))
+    for (q = 0; q < parts; q++) {
+        const int tid = l2c__gemm_thread_num();
+        l2c__conv_wg_range(&w, l2c__gemm_split(x->n, q, parts, 1), l2c__gemm_split(x->n, q + 1, parts, 1),
+                           w.col + (size_t)tid * w.kk * w.G * w.p, w.dy + (size_t)tid * w.oc * w.G * w.p,
+                           w.part + (size_t)q * w.oc * w.kk, &l2c__gemm_ws[tid]);
     }
+    l2c__conv_wg_reduce(&w, parts, W->grad);
 }
 
 static void l2c__conv_backward(l2c__node *nd)
