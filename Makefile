@@ -32,7 +32,7 @@ MNIST_FILES := $(MNIST)/train-images-idx3-ubyte $(MNIST)/train-labels-idx1-ubyte
                $(MNIST)/t10k-images-idx3-ubyte $(MNIST)/t10k-labels-idx1-ubyte
 EXAMPLES := $(BUILD)/train_mnist $(BUILD)/poison_mnist $(BUILD)/eval_mnist
 TOOLS := $(BUILD)/idx2png $(BUILD)/confusion2png $(BUILD)/bench
-TESTS := $(BUILD)/test_main
+TESTS := $(BUILD)/test_main $(BUILD)/oom_main
 
 .PHONY: all test run train baseline bench experiment data clean
 all: $(EXAMPLES) $(TOOLS) $(TESTS)
@@ -51,9 +51,12 @@ $(BUILD)/%: tools/%.c tools/png.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 $(BUILD)/test_main: tests/*.c tests/*.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) tests/test_main.c -o $@ $(LDLIBS)
+$(BUILD)/oom_main: tests/oom_main.c learn2confuse.h | $(BUILD)
+	$(CC) $(CFLAGS) tests/oom_main.c -o $@ $(LDLIBS)
 
 test: $(TESTS) $(BUILD)/poison_mnist $(BUILD)/eval_mnist
 	sh tests/cli.sh $(BUILD)
+	./$(BUILD)/oom_main
 	./$(BUILD)/test_main
 
 train: $(BUILD)/train_mnist data

@@ -693,6 +693,7 @@ struct l2c_tape {
     l2c__node *nodes;
     int nnodes, cap_nodes;
     int param_grads;
+    int out_of_memory;       /* an arena allocation failed since the last backward began */
 };
 
 #define L2C__ALIGN 64
@@ -757,7 +758,11 @@ static void *l2c__alloc(l2c_tape *t, size_t size)
         size_t want = size > ((size_t)1 << 20) ? size : ((size_t)1 << 20);
         if (c && want < c->size) want = c->size;
         c = l2c__chunk_new(want);
-        if (!c) { (void)l2c__fail(L2C_ENOMEM, "tape: out of memory (%lu bytes)", (unsigned long)want); return NULL; }
+        if (!c) {
+            t->out_of_memory = 1;   /* backward kernels cannot return codes: l2c__run_backward reports it */
+            (void)l2c__fail(L2C_ENOMEM, "tape: out of memory (%lu bytes)", (unsigned long)want);
+            return NULL;
+        }
         c->next = t->chunks;
         t->chunks = c;
         t->total += want;
@@ -885,6 +890,7 @@ static void l2c__ready_inputs(l2c_tape *t, l2c__node *nd)
 static int l2c__run_backward(l2c_tape *t)
 {
     int i;
+    t->out_of_memory = 0;
     for (i = t->nnodes - 1; i >= 0; i--) {
         l2c__node *nd = &t->nodes[i];
         if (!nd->out->grad) continue;
@@ -893,7 +899,8 @@ static int l2c__run_backward(l2c_tape *t)
         nd->backward(nd);
         nd->fresh = 0;
     }
-    return L2C_OK;
+    /* a kernel that could not get its workspace skipped its work: the gradients are incomplete */
+    return t->out_of_memory ? L2C_ENOMEM : L2C_OK;
 }
 
 L2C_API int l2c_backward(l2c_tape *t, l2c_tensor *out)
