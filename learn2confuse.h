@@ -383,6 +383,7 @@ L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int
    ================================================================================================ */
 
 #define L2C_MAX_CLASSES 256
+enum { L2C_PAIR_NEXT = 0, L2C_PAIR_NEAREST = 1 };
 
 typedef struct l2c_attack_progress {
     int trial, trials;        /* 1-based trial (0: the warm-up), total */
@@ -408,7 +409,12 @@ typedef struct l2c_attack_config {
     float fd_radius;       /* finite-difference radius r * |v|                     default 0.01 */
     int warmup_steps;      /* head start: generator steps against a classifier trained on clean
                               data, before trial 1 (0: none, the paper's start)   default 2000 */
-    int warmup_epochs;     /* epochs of clean training of that classifier          default 1 */
+    int warmup_epochs;     /* epochs of clean training of the reference classifiers default 1 */
+    int pairing;           /* non-targeted warm-up targets w(y): L2C_PAIR_NEXT (y+1) or
+                              L2C_PAIR_NEAREST (the derangement the reference classifiers find
+                              easiest: most confusable classes paired)        default L2C_PAIR_NEXT */
+    float anchor;          /* weight of the warm-up objective kept during the trials, relative to
+                              the hypergradient (0: the paper's pure objective)     default 0 */
     uint64_t seed;         /* victim initialisation and batch order                default 1 */
     /* Called after every step (may be NULL); a non-zero return stops the attack after that step. */
     int (*progress)(const l2c_attack_progress *p, void *user);
@@ -441,6 +447,19 @@ L2C_API int l2c_attack_run(l2c_attack *a);
    victim trained on such images learns "features of w(y) mean y", the association that the
    trials then sharpen. Ends with xi <- xi'. */
 L2C_API int l2c_attack_run_trial(l2c_attack *a);
+/* Adds a classifier architecture to the reference ensemble of the warm-up (and of the anchor): the
+   warm-up makes every member read poisoned images of class y as w(y), with equal weight. The
+   victim's architecture is always the first member; up to L2C_MAX_REFERENCES in all. The model is
+   copied and re-initialised from the seed, then trained on clean data with the victim's recipe
+   (SGD, momentum 0.9, victim_lr) before its first use. Call before the warm-up runs. Diverse members
+   (a linear model, an MLP, a max-pooling CNN) make the poison transfer to victims of other
+   architectures (README). */
+#define L2C_MAX_REFERENCES 8
+L2C_API int l2c_attack_add_reference(l2c_attack *a, const l2c_model *classifier);
+/* Copies the warm-up targets w(y) (nclasses entries) into w once they are set (the reference
+   classifiers are trained at the start of the warm-up, or of the first anchored trial); else
+   L2C_EINVAL. A victim of the poison tends to read clean images of class w(y) as y. */
+L2C_API int l2c_attack_warmup_targets(const l2c_attack *a, int *w);
 /* Whether the warm-up is complete (or not asked for). */
 L2C_API int l2c_attack_warmed_up(const l2c_attack *a);
 /* Steps (a)-(b) without the updates: leaves the gradient of the generator objective (what Adam
@@ -480,6 +499,11 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
 L2C_API l2c_model *l2c_mnist_victim(int width_percent, uint64_t seed);
 L2C_API l2c_model *l2c_mnist_generator(uint64_t seed);
 L2C_API l2c_model *l2c_mnist_autoencoder(uint64_t seed);
+/* Common MNIST classifiers by name, initialised from `seed`: "softmax" (linear), "mlp" (784-512-512-10
+   ReLU), "mlp-wide" (784-1024-10), "lenet" (conv5 20, maxpool, conv5 50, maxpool, dense 500, ReLU,
+   no BN), "cnn3x3" (conv3 16, maxpool, conv3 32, maxpool, dense 128), "cnn-small", "cnn",
+   "cnn-large" (l2c_mnist_victim at 50 / 100 / 200 %). NULL with a message for an unknown name. */
+L2C_API l2c_model *l2c_mnist_classifier(const char *name, uint64_t seed);
 
 #ifdef __cplusplus
 }
@@ -3702,6 +3726,36 @@ L2C_API l2c_model *l2c_mnist_autoencoder(uint64_t seed)
         l2c_model_deconv(m, 1, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_tanh(m), seed); /* 14 -> 28 */
 }
 
+L2C_API l2c_model *l2c_mnist_classifier(const char *name, uint64_t seed)
+{
+    l2c_model *m;
+    int bad;
+    if (!name) return (l2c_model *)l2c__fail_null(L2C_EINVAL, "%s: NULL name", "l2c_mnist_classifier");
+    if (!strcmp(name, "cnn-small")) return l2c_mnist_victim(50, seed);
+    if (!strcmp(name, "cnn")) return l2c_mnist_victim(100, seed);
+    if (!strcmp(name, "cnn-large")) return l2c_mnist_victim(200, seed);
+    if (!(m = l2c_model_new(1, 28, 28))) return NULL;
+    if (!strcmp(name, "softmax")) bad = l2c_model_flatten(m) || l2c_model_dense(m, 10);
+    else if (!strcmp(name, "mlp"))
+        bad = l2c_model_flatten(m) || l2c_model_dense(m, 512) || l2c_model_relu(m) || l2c_model_dense(m, 512) ||
+              l2c_model_relu(m) || l2c_model_dense(m, 10);
+    else if (!strcmp(name, "mlp-wide"))
+        bad = l2c_model_flatten(m) || l2c_model_dense(m, 1024) || l2c_model_relu(m) || l2c_model_dense(m, 10);
+    else if (!strcmp(name, "lenet"))
+        bad = l2c_model_conv(m, 20, 5, 1, 0) || l2c_model_maxpool(m, 2, 2) || l2c_model_relu(m) ||
+              l2c_model_conv(m, 50, 5, 1, 0) || l2c_model_maxpool(m, 2, 2) || l2c_model_relu(m) ||
+              l2c_model_flatten(m) || l2c_model_dense(m, 500) || l2c_model_relu(m) || l2c_model_dense(m, 10);
+    else if (!strcmp(name, "cnn3x3"))
+        bad = l2c_model_conv(m, 16, 3, 1, 0) || l2c_model_relu(m) || l2c_model_maxpool(m, 2, 2) ||
+              l2c_model_conv(m, 32, 3, 1, 0) || l2c_model_relu(m) || l2c_model_maxpool(m, 2, 2) ||
+              l2c_model_flatten(m) || l2c_model_dense(m, 128) || l2c_model_relu(m) || l2c_model_dense(m, 10);
+    else {
+        l2c_model_free(m);
+        return (l2c_model *)l2c__fail_null(L2C_EINVAL, "l2c_mnist_classifier: unknown classifier \"%s\"", name);
+    }
+    return l2c__finish_model(m, bad, seed);
+}
+
 /* -- the attack */
 
 struct l2c_attack {
@@ -3719,6 +3773,10 @@ struct l2c_attack {
     float *x, *seed_grad, *grad_plus;   /* batch-sized buffers */
     uint8_t *y;
     l2c_batcher order;
+    l2c_model *refs[L2C_MAX_REFERENCES];   /* the warm-up's reference classifiers; refs[0] has the victim's architecture */
+    int nrefs, refs_trained;
+    int w[L2C_MAX_CLASSES];          /* the warm-up targets w(y), set when the references are trained */
+    float *ref_grad;                 /* batch-sized: their mean input gradient */
     int trials_done;
     int warmed_up;
     double started;
@@ -3739,6 +3797,7 @@ L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses)
     cfg->fd_radius = 0.01f;
     cfg->warmup_steps = 2000;
     cfg->warmup_epochs = 1;
+    cfg->anchor = 0.0f;
     cfg->seed = 1;
     if (nclasses < 1 || nclasses > L2C_MAX_CLASSES) nclasses = 10;
     for (k = 0; k < nclasses; k++) cfg->label_map[k] = (k + 1) % nclasses;
@@ -3753,8 +3812,10 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
         return l2c__fail(L2C_EINVAL, "attack: learning rates and fd_radius must be positive");
     if (cfg->batch < 2 || cfg->batch > d->n) return l2c__fail(L2C_EINVAL, "attack: batch %d must be in [2, %d samples]", cfg->batch, d->n);
     if (cfg->trials < 1 || cfg->steps_per_trial < 0) return l2c__fail(L2C_EINVAL, "attack: need trials >= 1 and steps_per_trial >= 0");
-    if (cfg->warmup_steps < 0 || cfg->warmup_epochs < 0 || (cfg->warmup_steps > 0 && cfg->warmup_epochs < 1))
-        return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs >= 1 when warming up");
+    if (cfg->pairing != L2C_PAIR_NEXT && cfg->pairing != L2C_PAIR_NEAREST) return l2c__fail(L2C_EINVAL, "attack: pairing %d is not L2C_PAIR_NEXT or L2C_PAIR_NEAREST", cfg->pairing);
+    if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
+    if (cfg->warmup_steps < 0 || cfg->warmup_epochs < 0 || ((cfg->warmup_steps > 0 || cfg->anchor > 0.0f) && cfg->warmup_epochs < 1))
+        return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs >= 1 when warming up or anchoring");
     if (cfg->victims < 1 || cfg->victims > 64 || cfg->victim_lifetime < 0)
         return l2c__fail(L2C_EINVAL, "attack: need 1 <= victims <= 64 and victim_lifetime >= 0");
     l2c_model_output_shape(g, &c, &h, &w);
@@ -3800,7 +3861,10 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     a->seed_grad = (float *)l2c__calloc(per * sizeof(float));
     a->grad_plus = (float *)l2c__calloc(per * sizeof(float));
     a->y = (uint8_t *)l2c__calloc((size_t)cfg->batch);
-    if (!a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
+    a->ref_grad = (float *)l2c__calloc(per * sizeof(float));
+    a->refs[0] = l2c_model_clone(victim);
+    a->nrefs = 1;
+    if (!a->ref_grad || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
         !a->seed_grad || !a->grad_plus || !a->y ||
         l2c_adam_init(&a->adam, a->trainable, cfg->gen_lr, 0.9f, 0.999f, 1e-8f, 0) ||
         l2c_sgd_init(&a->sgd, a->victim, cfg->victim_lr, 0.0f, 0.0f) ||
@@ -3821,6 +3885,8 @@ L2C_API void l2c_attack_free(l2c_attack *a)
     l2c_adam_free(&a->adam); l2c_sgd_free(&a->sgd);
     l2c_tape_free(a->gen_tape); l2c_tape_free(a->vic_tape);
     L2C_FREE(a->x); L2C_FREE(a->seed_grad); L2C_FREE(a->grad_plus); L2C_FREE(a->y);
+    { int k; for (k = 0; k < a->nrefs; k++) l2c_model_free(a->refs[k]); }
+    L2C_FREE(a->ref_grad);
     l2c_batcher_free(&a->order);
     L2C_FREE(a);
 }
@@ -3913,6 +3979,190 @@ static float l2c__victim_step(l2c_attack *a, int n)
     return value;
 }
 
+/* Next batch of the endless shuffled stream; batches smaller than 2 (BN needs 2) are skipped. */
+static int l2c__next_batch(l2c_attack *a)
+{
+    const int *idx;
+    int n;
+    do {
+        n = l2c_batcher_next(&a->order, &idx);
+    } while (n < 2);
+    l2c_dataset_gather(a->train, idx, n, a->x, a->y);
+    return n;
+}
+
+/* -- the reference ensemble (the warm-up's classifiers, also used by the anchor) */
+
+/* w(y): the class whose features the warm-up paints into images of class y (see run_trial). */
+static void l2c__warmup_targets(const l2c_attack *a, int *w)
+{
+    int K = a->train->nclasses, y, c;
+    for (y = 0; y < K; y++) {
+        w[y] = a->cfg.targeted ? y : (y + 1) % K;
+        for (c = 0; a->cfg.targeted && c < K; c++)
+            if (a->cfg.label_map[c] == y && c != y) { w[y] = c; break; }
+    }
+}
+
+/* Minimum-cost assignment (Hungarian algorithm, O(K^3)): row i gets column match[i]. cost is K x K. */
+static int l2c__assign(const double *cost, int K, int *match)
+{
+    double *u = (double *)l2c__calloc((size_t)(K + 1) * 3 * sizeof(double)), *v = u ? u + K + 1 : NULL, *minv = v ? v + K + 1 : NULL;
+    int *p = (int *)l2c__calloc((size_t)(K + 1) * 3 * sizeof(int)), *way = p ? p + K + 1 : NULL, *used = way ? way + K + 1 : NULL;
+    int i, j;
+    if (!u || !p) { L2C_FREE(u); L2C_FREE(p); return L2C_ENOMEM; }
+    for (i = 1; i <= K; i++) {   /* add row i, then follow the augmenting path (1-based, column 0 is a sentinel) */
+        int j0 = 0;
+        p[0] = i;
+        for (j = 0; j <= K; j++) minv[j] = HUGE_VAL, used[j] = 0;
+        do {
+            int i0 = p[j0], j1 = 0;
+            double delta = HUGE_VAL;
+            used[j0] = 1;
+            for (j = 1; j <= K; j++) {
+                double cur;
+                if (used[j]) continue;
+                cur = cost[(size_t)(i0 - 1) * K + (j - 1)] - u[i0] - v[j];
+                if (cur < minv[j]) minv[j] = cur, way[j] = j0;
+                if (minv[j] < delta) delta = minv[j], j1 = j;
+            }
+            for (j = 0; j <= K; j++)
+                if (used[j]) u[p[j]] += delta, v[j] -= delta;
+                else minv[j] -= delta;
+            j0 = j1;
+        } while (p[j0] != 0);
+        do { int j1 = way[j0]; p[j0] = p[j1]; j0 = j1; } while (j0);
+    }
+    for (j = 1; j <= K; j++) match[p[j] - 1] = j - 1;
+    L2C_FREE(u); L2C_FREE(p);
+    return L2C_OK;
+}
+
+/* L2C_PAIR_NEAREST: w is the derangement maximising the reference ensemble's mean log-probability
+   of w(y) on clean images of class y (the first 2,048 training images): each class is painted
+   with the features of the class it is most easily mistaken for, and every class is some other
+   class's target, so that a victim can lose every class. */
+static int l2c__nearest_targets(l2c_attack *a, int *w)
+{
+    int K = a->train->nclasses, y, c, k, i, n, idx[64], count[L2C_MAX_CLASSES];
+    int total = a->train->n < 2048 ? a->train->n : 2048, rc;
+    double *score = (double *)l2c__calloc((size_t)K * K * sizeof(double));
+    if (!score) return L2C_ENOMEM;
+    memset(count, 0, sizeof count);
+    for (i = 0; i < total; i += n) {   /* a->x holds one batch */
+        n = total - i < a->cfg.batch ? total - i : a->cfg.batch;
+        if (n > 64) n = 64;
+        for (k = 0; k < n; k++) idx[k] = i + k;
+        l2c_dataset_gather(a->train, idx, n, a->x, a->y);
+        for (k = 0; k < n; k++) count[a->y[k]]++;
+        for (k = 0; k < a->nrefs; k++) {
+            l2c_tensor *logits;
+            l2c_tape_reset(a->vic_tape);
+            logits = l2c_model_forward(a->vic_tape, a->refs[k], l2c_tape_input(a->vic_tape, n, a->train->c, a->train->h, a->train->w, a->x, 0), L2C_EVAL);
+            if (!logits) { L2C_FREE(score); return L2C_EINVAL; }
+            for (y = 0; y < n; y++) {   /* log-softmax of sample y */
+                const float *z = logits->data + (size_t)y * K;
+                double mx = z[0], sum = 0.0;
+                for (c = 1; c < K; c++) if (z[c] > mx) mx = z[c];
+                for (c = 0; c < K; c++) sum += exp(z[c] - mx);
+                for (c = 0; c < K; c++) score[(size_t)a->y[y] * K + c] += z[c] - mx - log(sum);
+            }
+        }
+    }
+    for (y = 0; y < K; y++)   /* cost: minus the mean log-probability; the diagonal is forbidden */
+        for (c = 0; c < K; c++)
+            score[(size_t)y * K + c] = c == y ? 1e30 : -score[(size_t)y * K + c] / ((double)a->nrefs * (count[y] ? count[y] : 1));
+    rc = K > 1 ? l2c__assign(score, K, w) : L2C_OK;
+    if (K == 1) w[0] = 0;
+    L2C_FREE(score);
+    return rc;
+}
+
+L2C_API int l2c_attack_add_reference(l2c_attack *a, const l2c_model *classifier)
+{
+    int c, h, w;
+    if (!a || !classifier) return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: NULL argument");
+    if (a->refs_trained) return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: the reference classifiers are already trained");
+    if (a->nrefs >= L2C_MAX_REFERENCES) return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: at most %d reference classifiers", L2C_MAX_REFERENCES);
+    l2c_model_output_shape(classifier, &c, &h, &w);
+    if (classifier->in_c != a->train->c || classifier->in_h != a->train->h || classifier->in_w != a->train->w ||
+        c * h * w != a->train->nclasses)
+        return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: the classifier maps %dx%dx%d to %d outputs; the data is %dx%dx%d with %d classes",
+                         classifier->in_c, classifier->in_h, classifier->in_w, c * h * w, a->train->c, a->train->h, a->train->w, a->train->nclasses);
+    if (!(a->refs[a->nrefs] = l2c_model_clone(classifier))) return L2C_ENOMEM;
+    a->nrefs++;
+    return L2C_OK;
+}
+
+/* Trains reference classifier k on clean data (SGD, momentum 0.9, the victim's lr). */
+static int l2c__train_reference(l2c_attack *a, int k)
+{
+    l2c_model *f = a->refs[k];
+    l2c_sgd sgd;
+    long s, steps = (long)a->cfg.warmup_epochs * ((a->train->n + a->cfg.batch - 1) / a->cfg.batch);
+    int rc;
+    memset(&sgd, 0, sizeof sgd);   /* gcc cannot see that l2c_sgd_init always sets it */
+    l2c_model_init(f, a->cfg.seed * 1000003u + 0x5eedu + (uint64_t)k);
+    rc = l2c_sgd_init(&sgd, f, a->cfg.victim_lr, 0.9f, 0.0f);
+    l2c_batcher_reseed(&a->order, a->cfg.seed * 7919u + 0x9e3779b9u + (uint64_t)k);
+    for (s = 0; s < steps && !rc; s++) {
+        int n = l2c__next_batch(a);
+        l2c_tensor *loss = l2c__victim_loss(a, f, a->x, n, NULL, L2C_TRAIN, NULL, 1);
+        l2c_model_zero_grad(f);
+        if (!loss || l2c_backward(a->vic_tape, loss)) rc = L2C_EINVAL;
+        else if (!isfinite(loss->data[0])) rc = l2c__fail(L2C_ENAN, "attack warm-up: a reference classifier's loss is not finite");
+        else l2c_sgd_step(&sgd, f);
+    }
+    l2c_sgd_free(&sgd);
+    return rc;
+}
+
+/* Trains the whole ensemble once (deterministic: a resumed attack retrains the same classifiers). */
+static int l2c__train_references(l2c_attack *a)
+{
+    int k, rc = L2C_OK;
+    if (a->refs_trained) return L2C_OK;
+    for (k = 0; k < a->nrefs && !rc; k++) rc = l2c__train_reference(a, k);
+    if (!rc && !a->cfg.targeted && a->cfg.pairing == L2C_PAIR_NEAREST) rc = l2c__nearest_targets(a, a->w);
+    else if (!rc) l2c__warmup_targets(a, a->w);
+    if (!rc) a->refs_trained = 1;
+    return rc;
+}
+
+/* The warm-up objective on poisoned images xp: the ensemble's mean loss against w(y), and its
+   gradient with respect to xp in a->ref_grad. */
+static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, float *loss_out)
+{
+    int k;
+    size_t i, size = (size_t)n * a->train->c * a->train->h * a->train->w;
+    double total = 0.0;
+    for (k = 0; k < a->nrefs; k++) {
+        l2c_tensor *in, *loss = l2c__victim_loss(a, a->refs[k], xp, n, a->w, L2C_EVAL, &in, 0);
+        if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
+        if (!isfinite(loss->data[0])) return l2c__fail(L2C_ENAN, "attack warm-up: the loss is not finite");
+        total += loss->data[0];
+        for (i = 0; i < size; i++) a->ref_grad[i] = (k ? a->ref_grad[i] : 0.0f) + in->grad[i] / (float)a->nrefs;
+    }
+    *loss_out = (float)(total / a->nrefs);
+    return L2C_OK;
+}
+
+/* Adds the anchor to the hypergradient seed: anchor * |seed| / |ref_grad| * ref_grad, so that the
+   weight is relative and does not depend on the scale of either objective. */
+static int l2c__add_anchor(l2c_attack *a, const float *xp, int n)
+{
+    size_t i, size = (size_t)n * a->train->c * a->train->h * a->train->w;
+    double hyper = 0.0, ref = 0.0;
+    float loss, scale;
+    int rc = l2c__reference_grad(a, xp, n, &loss);
+    if (rc) return rc;
+    for (i = 0; i < size; i++) hyper += (double)a->seed_grad[i] * a->seed_grad[i], ref += (double)a->ref_grad[i] * a->ref_grad[i];
+    if (!(ref > 0.0)) return L2C_OK;   /* the ensemble is already certain: nothing to add */
+    scale = (float)(a->cfg.anchor * sqrt(hyper / ref));
+    for (i = 0; i < size; i++) a->seed_grad[i] += scale * a->ref_grad[i];
+    return L2C_OK;
+}
+
 /* Gradient of the generator objective for the batch in a->x, a->y, into trainable->grads. */
 static int l2c__generator_grad(l2c_attack *a, int n, float *clean_loss)
 {
@@ -3920,6 +4170,7 @@ static int l2c__generator_grad(l2c_attack *a, int n, float *clean_loss)
     l2c_tape_reset(a->gen_tape);
     xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN);
     if (!xp || l2c__hypergrad(a, xp->data, n, clean_loss)) return L2C_EINVAL;
+    if (a->cfg.anchor > 0.0f && l2c__add_anchor(a, xp->data, n)) return L2C_EINVAL;
     l2c_model_zero_grad(a->trainable);
     return l2c_backward_from(a->gen_tape, xp, a->seed_grad) ? L2C_EINVAL : L2C_OK;
 }
@@ -3949,14 +4200,16 @@ static int l2c__load_batch(l2c_attack *a, const float *x, const uint8_t *labels,
 L2C_API int l2c_attack_step(l2c_attack *a, const float *x, const uint8_t *labels, int n)
 {
     float vl, cl;
-    int rc = l2c__load_batch(a, x, labels, n);
+    int rc = a && a->cfg.anchor > 0.0f ? l2c__train_references(a) : L2C_OK;   /* before the batch: it uses a->x */
+    if (!rc) rc = l2c__load_batch(a, x, labels, n);
     return rc ? rc : l2c__attack_step(a, n, &vl, &cl);
 }
 
 L2C_API int l2c_attack_generator_grad(l2c_attack *a, const float *x, const uint8_t *labels, int n, float *clean_loss)
 {
-    float cl;
-    int rc = l2c__load_batch(a, x, labels, n);
+    float cl = 0.0f;
+    int rc = a && a->cfg.anchor > 0.0f ? l2c__train_references(a) : L2C_OK;
+    if (!rc) rc = l2c__load_batch(a, x, labels, n);
     if (!rc) rc = l2c__generator_grad(a, n, &cl);
     if (clean_loss) *clean_loss = cl;
     return rc;
@@ -3964,18 +4217,6 @@ L2C_API int l2c_attack_generator_grad(l2c_attack *a, const float *x, const uint8
 
 L2C_API l2c_model *l2c_attack_trainable(l2c_attack *a) { return a ? a->trainable : NULL; }
 L2C_API l2c_model *l2c_attack_victim(l2c_attack *a) { return a ? a->victim : NULL; }
-
-/* Next batch of the endless shuffled stream; batches smaller than 2 (BN needs 2) are skipped. */
-static int l2c__next_batch(l2c_attack *a)
-{
-    const int *idx;
-    int n;
-    do {
-        n = l2c_batcher_next(&a->order, &idx);
-    } while (n < 2);
-    l2c_dataset_gather(a->train, idx, n, a->x, a->y);
-    return n;
-}
 
 /* Makes a->victim the pool member whose turn it is, replacing it with a fresh one when its life is
    over. The first generation is staggered (victim k lives (K-k)/K of a life), so that afterwards
@@ -3993,76 +4234,47 @@ static void l2c__pick_victim(l2c_attack *a, int steps_per_trial)
 
 /* -- the warm-up (head start) */
 
-/* w(y): the class whose features the warm-up paints into images of class y (see run_trial). */
-static void l2c__warmup_targets(const l2c_attack *a, int *w)
-{
-    int K = a->train->nclasses, y, c;
-    for (y = 0; y < K; y++) {
-        w[y] = a->cfg.targeted ? y : (y + 1) % K;
-        for (c = 0; a->cfg.targeted && c < K; c++)
-            if (a->cfg.label_map[c] == y && c != y) { w[y] = c; break; }
-    }
-}
-
-/* Trains f on clean data (the warm-up's reference classifier). */
-static int l2c__train_reference(l2c_attack *a, l2c_model *f)
-{
-    l2c_sgd sgd;
-    long s, steps = (long)a->cfg.warmup_epochs * ((a->train->n + a->cfg.batch - 1) / a->cfg.batch);
-    int rc = l2c_sgd_init(&sgd, f, a->cfg.victim_lr, 0.9f, 0.0f);
-    l2c_batcher_reseed(&a->order, a->cfg.seed * 7919u + 0x9e3779b9u);
-    for (s = 0; s < steps && !rc; s++) {
-        int n = l2c__next_batch(a);
-        l2c_tensor *loss = l2c__victim_loss(a, f, a->x, n, NULL, L2C_TRAIN, NULL, 1);
-        l2c_model_zero_grad(f);
-        if (!loss || l2c_backward(a->vic_tape, loss)) rc = L2C_EINVAL;
-        else if (!isfinite(loss->data[0])) rc = l2c__fail(L2C_ENAN, "attack warm-up: the classifier's loss is not finite");
-        else l2c_sgd_step(&sgd, f);
-    }
-    l2c_sgd_free(&sgd);
-    return rc;
-}
-
-/* One warm-up step: Adam on the trainable generator to lower f's loss against w(y). */
-static int l2c__warmup_step(l2c_attack *a, l2c_model *f, const int *w, l2c_adam *adam, float *loss_out)
+/* One warm-up step: Adam on the trainable generator to lower the ensemble's loss against w(y). */
+static int l2c__warmup_step(l2c_attack *a, l2c_adam *adam, float *loss_out)
 {
     int n = l2c__next_batch(a);
-    l2c_tensor *xp, *in, *loss;
+    l2c_tensor *xp;
     l2c_tape_reset(a->gen_tape);
     xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN);
-    loss = xp ? l2c__victim_loss(a, f, xp->data, n, w, L2C_EVAL, &in, 0) : NULL;
-    if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
-    if (!isfinite(*loss_out = loss->data[0])) return l2c__fail(L2C_ENAN, "attack warm-up: the loss is not finite");
+    if (!xp || l2c__reference_grad(a, xp->data, n, loss_out)) return L2C_EINVAL;
     l2c_model_zero_grad(a->trainable);
-    if (l2c_backward_from(a->gen_tape, xp, in->grad)) return L2C_EINVAL;
+    if (l2c_backward_from(a->gen_tape, xp, a->ref_grad)) return L2C_EINVAL;
     l2c_adam_step(adam, a->trainable);
     return L2C_OK;
 }
 
 static int l2c__attack_warmup(l2c_attack *a)
 {
-    int w[L2C_MAX_CLASSES], s, rc;
+    int s, rc;
     l2c_adam adam;
     l2c_attack_progress pr;
-    l2c_model *f = l2c_model_clone(a->probe);
-    if (!f) return L2C_ENOMEM;
-    l2c_model_init(f, a->cfg.seed * 1000003u + 0x5eedu);
-    l2c__warmup_targets(a, w);
     rc = l2c_adam_init(&adam, a->trainable, a->cfg.gen_lr, 0.9f, 0.999f, 1e-8f, 0);
-    if (!rc) rc = l2c__train_reference(a, f);
+    if (!rc) rc = l2c__train_references(a);
     memset(&pr, 0, sizeof pr);
     pr.trials = a->cfg.trials; pr.steps = a->cfg.warmup_steps;
     for (s = 1; s <= a->cfg.warmup_steps && !rc; s++) {
-        rc = l2c__warmup_step(a, f, w, &adam, &pr.clean_loss);
+        rc = l2c__warmup_step(a, &adam, &pr.clean_loss);
         pr.step = s;
         pr.seconds = l2c_seconds() - a->started;
         if (!rc && a->cfg.progress && a->cfg.progress(&pr, a->cfg.user)) rc = 1;
     }
     l2c_adam_free(&adam);
-    l2c_model_free(f);
     if (rc) return rc;
     l2c_model_copy(a->frozen, a->trainable);
     a->warmed_up = 1;
+    return L2C_OK;
+}
+
+L2C_API int l2c_attack_warmup_targets(const l2c_attack *a, int *w)
+{
+    if (!a || !w) return l2c__fail(L2C_EINVAL, "l2c_attack_warmup_targets: NULL argument");
+    if (!a->refs_trained) return l2c__fail(L2C_EINVAL, "l2c_attack_warmup_targets: not set before the reference classifiers are trained");
+    memcpy(w, a->w, (size_t)a->train->nclasses * sizeof *w);
     return L2C_OK;
 }
 
@@ -4076,6 +4288,7 @@ L2C_API int l2c_attack_run_trial(l2c_attack *a)
     steps = a->cfg.steps_per_trial ? a->cfg.steps_per_trial : (a->train->n + a->cfg.batch - 1) / a->cfg.batch;
     if (a->started == 0.0) a->started = l2c_seconds();
     if (!a->warmed_up) return l2c__attack_warmup(a);
+    if (a->cfg.anchor > 0.0f && (rc = l2c__train_references(a))) return rc;
     /* The batch order depends only on (seed, trial): resuming from a checkpoint repeats exactly
        what an uninterrupted run does. */
     l2c_batcher_reseed(&a->order, a->cfg.seed * 7919u + (uint64_t)a->trials_done);

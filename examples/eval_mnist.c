@@ -22,29 +22,10 @@ static const victim VICTIMS[] = {
     { "cnn-small", "paper's small CNN, SGD 0.01 momentum 0.9", 0, 0.01f },
     { "cnn", "paper's reference CNN, SGD 0.01 momentum 0.9", 0, 0.01f },
     { "cnn-large", "paper's large CNN, SGD 0.01 momentum 0.9", 0, 0.01f },
+    { "cnn3x3", "3x3-conv CNN (16/32, maxpool, dense 128), Adam 1e-3", 1, 1e-3f },
+    { "mlp-wide", "784-1024-10 ReLU MLP, SGD 0.05 momentum 0.9", 0, 0.05f },
 };
 #define NVICTIMS (int)(sizeof VICTIMS / sizeof VICTIMS[0])
-
-static l2c_model *build(const char *name, uint64_t seed)
-{
-    l2c_model *m;
-    int bad;
-    if (!strcmp(name, "cnn-small")) return l2c_mnist_victim(50, seed);
-    if (!strcmp(name, "cnn")) return l2c_mnist_victim(100, seed);
-    if (!strcmp(name, "cnn-large")) return l2c_mnist_victim(200, seed);
-    if (!(m = l2c_model_new(1, 28, 28))) return NULL;
-    if (!strcmp(name, "softmax")) bad = l2c_model_flatten(m) || l2c_model_dense(m, 10);
-    else if (!strcmp(name, "mlp"))
-        bad = l2c_model_flatten(m) || l2c_model_dense(m, 512) || l2c_model_relu(m) || l2c_model_dense(m, 512) ||
-              l2c_model_relu(m) || l2c_model_dense(m, 10);
-    else
-        bad = l2c_model_conv(m, 20, 5, 1, 0) || l2c_model_maxpool(m, 2, 2) || l2c_model_relu(m) ||
-              l2c_model_conv(m, 50, 5, 1, 0) || l2c_model_maxpool(m, 2, 2) || l2c_model_relu(m) ||
-              l2c_model_flatten(m) || l2c_model_dense(m, 500) || l2c_model_relu(m) || l2c_model_dense(m, 10);
-    if (bad) { l2c_model_free(m); return NULL; }
-    l2c_model_init(m, seed);
-    return m;
-}
 
 static float *to_floats(const l2c_dataset *ds)
 {
@@ -105,7 +86,7 @@ typedef struct result { double final_acc, peak_acc, shifted, noise_acc; } result
 static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_dataset *test, const float *xtest,
                     const float *noise, int epochs, uint64_t seed, l2c_tape *tape, uint8_t *pred, result *r)
 {
-    l2c_model *m = build(vi->name, seed);
+    l2c_model *m = l2c_mnist_classifier(vi->name, seed);
     l2c_sgd sgd;
     l2c_adam adam;
     l2c_batcher order;

@@ -4,7 +4,12 @@
                        [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
-                       [--warmup STEPS]
+                       [--warmup STEPS] [--references LIST] [--anchor W] [--pairing next|nearest]
+
+   --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
+   imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective
+   kept during the trials (0: the paper's objective alone); --pairing: which class's features the
+   warm-up paints into each class (next: y+1; nearest: the most confusable pairing).
 
    Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
    MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
@@ -43,6 +48,31 @@ static int progress(const l2c_attack_progress *p, void *user)
 
 static int fail(const char *what) { fprintf(stderr, "poison_mnist: %s: %s\n", what, l2c_error()); return 1; }
 
+/* Adds each classifier of a comma-separated list of names to the warm-up's reference ensemble. */
+static int add_references(l2c_attack *attack, const char *list, uint64_t seed)
+{
+    char names[256], *name;
+    if (!strcmp(list, "none")) return 0;
+    snprintf(names, sizeof names, "%s", list);
+    for (name = strtok(names, ","); name; name = strtok(NULL, ",")) {
+        l2c_model *m = l2c_mnist_classifier(name, seed);
+        int rc = m ? l2c_attack_add_reference(attack, m) : -1;
+        l2c_model_free(m);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Where the warm-up sent each class (known when the reference classifiers were trained in this run). */
+static void print_targets(const l2c_attack *attack)
+{
+    int w[10], y;
+    if (l2c_attack_warmup_targets(attack, w)) { l2c_clear_error(); return; }
+    printf("warm-up targets (images of class y carry features of w(y)):");
+    for (y = 0; y < 10; y++) printf(" %d->%d", y, w[y]);
+    printf("\n");
+}
+
 static const char *arg_value(int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) { fprintf(stderr, "poison_mnist: %s needs a value\n", argv[*i]); exit(2); }
@@ -52,7 +82,8 @@ static const char *arg_value(int argc, char **argv, int *i)
 int main(int argc, char **argv)
 {
     const char *data = "build/mnist", *out = "out/poisoned", *ckpt = "out/attack.ckpt";
-    const char *arch = "autoencoder";   /* learnt ~2-5x more per step than the reference generator (README) */
+    const char *arch = "autoencoder";
+    const char *references = "softmax,mlp,lenet";   /* diverse architectures: the poison transfers (README) */   /* learnt ~2-5x more per step than the reference generator (README) */
     char path[1024], path2[1024];
     float fraction = 1.0f;
     int fresh = 0, threads = 0, width = 100, i, rc, trials_left;
@@ -81,6 +112,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--victims")) cfg.victims = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--lifetime")) cfg.victim_lifetime = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--warmup")) cfg.warmup_steps = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--references")) references = arg_value(argc, argv, &i);
+        else if (!strcmp(a, "--pairing")) {
+            const char *v = arg_value(argc, argv, &i);
+            if (strcmp(v, "next") && strcmp(v, "nearest")) { fprintf(stderr, "poison_mnist: --pairing is next or nearest\n"); return 2; }
+            cfg.pairing = strcmp(v, "next") ? L2C_PAIR_NEAREST : L2C_PAIR_NEXT;
+        }
+        else if (!strcmp(a, "--anchor")) cfg.anchor = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;
         else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }
@@ -103,6 +141,7 @@ int main(int argc, char **argv)
     cfg.user = &cfg.trials;
     attack = gen && victim ? l2c_attack_new(&cfg, gen, victim, &train) : NULL;
     if (!attack) return fail("setting up the attack");
+    if (add_references(attack, references, cfg.seed)) return fail("--references");
 
     /* Resume when a checkpoint exists; refuse (rather than overwrite) one that does not fit. */
     if (!fresh && (rc = l2c_attack_load(attack, ckpt)) != 0) {
@@ -121,6 +160,7 @@ int main(int argc, char **argv)
         if (rc > 0) { printf("interrupted: the last completed phase is in %s; run again to resume\n", ckpt); return 130; }
         if (l2c_attack_save(attack, ckpt)) return fail("saving the checkpoint");
     }
+    print_targets(attack);
 
     if (l2c_poison_dataset(l2c_attack_generator(attack), &train, cfg.eps, fraction, &poisoned)) return fail("poisoning");
     snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", out);

@@ -23,6 +23,15 @@ static l2c_model *ta_victim(void)
     return v;
 }
 
+/* A linear classifier of the tiny images: a second, different member of the reference ensemble. */
+static l2c_model *ta_linear(void)
+{
+    l2c_model *m = l2c_model_new(1, TA_SIDE, TA_SIDE);
+    if (!m || l2c_model_flatten(m) || l2c_model_dense(m, 3)) { l2c_model_free(m); return NULL; }
+    l2c_model_init(m, 13);
+    return m;
+}
+
 /* Pixels in [0.3, 0.7] so that x + eps*g never reaches the clamp (a kink) with eps = 0.1. */
 static void ta_dataset(l2c_dataset *d, float *x)
 {
@@ -166,6 +175,8 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(victim_lifetime, -1);
     TA_REFUSED(warmup_steps, -1);
     TA_REFUSED(warmup_epochs, 0);
+    TA_REFUSED(anchor, -1.0f);
+    TA_REFUSED(anchor, (float)NAN);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.targeted = 1; cfg.label_map[1] = 7;
     CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL, "a label map outside the classes was accepted");
@@ -178,8 +189,19 @@ static void test_attack_refuses_bad_settings(void)
 
 static int ta_stop_after(const l2c_attack_progress *p, void *user) { return p->step >= *(int *)user; }
 
-/* victims / lifetime: the paper's one fresh victim per trial, or a pool living across trials. */
-static void ta_check_resume(int victims, int lifetime)
+/* A new attack; with an anchor, the linear classifier joins its reference ensemble. */
+static l2c_attack *ta_new(const l2c_attack_config *cfg, l2c_model *g, l2c_model *v, const l2c_dataset *d)
+{
+    l2c_model *lin = cfg->anchor > 0.0f ? ta_linear() : NULL;
+    l2c_attack *a = l2c_attack_new(cfg, g, v, d);
+    if (a && lin && l2c_attack_add_reference(a, lin)) { l2c_attack_free(a); a = NULL; }
+    l2c_model_free(lin);
+    return a;
+}
+
+/* victims / lifetime: the paper's one fresh victim per trial, or a pool living across trials;
+   anchor > 0: the warm-up objective (two reference classifiers) kept during the trials. */
+static void ta_check_resume(int victims, int lifetime, float anchor)
 {
     l2c_dataset d;
     float x[TA_N * TA_SIDE * TA_SIDE];
@@ -192,27 +214,27 @@ static void ta_check_resume(int victims, int lifetime)
     ta_dataset(&d, x);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3;
-    cfg.victims = victims; cfg.victim_lifetime = lifetime; cfg.warmup_steps = 5;
-    a = l2c_attack_new(&cfg, g, v, &d);                 /* uninterrupted: warm-up and 3 trials */
+    cfg.victims = victims; cfg.victim_lifetime = lifetime; cfg.warmup_steps = 5; cfg.anchor = anchor;
+    a = ta_new(&cfg, g, v, &d);                 /* uninterrupted: warm-up and 3 trials */
     REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
     CHECK(l2c_attack_trials_done(a) == 3 && l2c_attack_warmed_up(a), "trials done %d", l2c_attack_trials_done(a));
     cfg.progress = ta_stop_after; cfg.user = &stop_at;
-    b = l2c_attack_new(&cfg, g, v, &d);                 /* interrupted in the warm-up */
+    b = ta_new(&cfg, g, v, &d);                 /* interrupted in the warm-up */
     REQUIRE(b, "setup failed: %s", l2c_error());
     CHECK(l2c_attack_run_trial(b) == 1 && !l2c_attack_warmed_up(b), "the interrupted warm-up was counted");
     l2c_attack_free(b);
     cfg.progress = NULL;
-    b = l2c_attack_new(&cfg, g, v, &d);                 /* warm-up, 1 trial, save, interrupted in trial 2 */
+    b = ta_new(&cfg, g, v, &d);                 /* warm-up, 1 trial, save, interrupted in trial 2 */
     REQUIRE(b && l2c_attack_run_trial(b) == 0 && l2c_attack_warmed_up(b) && l2c_attack_trials_done(b) == 0,
             "warm-up failed: %s", l2c_error());
     REQUIRE(l2c_attack_run_trial(b) == 0 && l2c_attack_save(b, path) == 0, "save failed: %s", l2c_error());
     cfg.progress = ta_stop_after; cfg.user = &stop_at;
     l2c_attack_free(b);
-    b = l2c_attack_new(&cfg, g, v, &d);
+    b = ta_new(&cfg, g, v, &d);
     REQUIRE(b && l2c_attack_load(b, path) == 0, "load failed: %s", l2c_error());
     CHECK(l2c_attack_run_trial(b) == 1 && l2c_attack_trials_done(b) == 1, "the interrupted trial was counted");
     cfg.progress = NULL;
-    c = l2c_attack_new(&cfg, g, v, &d);                 /* a new process resumes from the file */
+    c = ta_new(&cfg, g, v, &d);                 /* a new process resumes from the file */
     REQUIRE(c && l2c_attack_load(c, path) == 0 && l2c_attack_trials_done(c) == 1 && l2c_attack_warmed_up(c),
             "resume failed: %s", l2c_error());
     REQUIRE(l2c_attack_run(c) == 0, "resumed run failed: %s", l2c_error());
@@ -224,8 +246,9 @@ static void ta_check_resume(int victims, int lifetime)
     l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
-static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0); }
-static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5); }
+static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0, 0.0f); }
+static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5, 0.0f); }
+static void test_attack_checkpoint_resumes_with_anchor(void) { ta_check_resume(1, 0, 0.5f); }
 
 /* The tiny problem with the default settings at batch 4: what most attack tests start from. */
 typedef struct ta_fixture {
@@ -276,9 +299,10 @@ static int ta_record_warmup(const l2c_attack_progress *p, void *user)
     return 0;
 }
 
-static void test_warmup_lowers_its_loss(void)
+static void ta_check_warmup_loss(int ensemble)
 {
     ta_fixture f;
+    l2c_model *lin = ta_linear();
     float loss[300], first = 0, last = 0;
     l2c_attack *a;
     int i;
@@ -287,12 +311,95 @@ static void test_warmup_lowers_its_loss(void)
     f.cfg.warmup_steps = 300; f.cfg.warmup_epochs = 50; f.cfg.gen_lr = 0.01f;
     f.cfg.progress = ta_record_warmup; f.cfg.user = loss;
     a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
-    REQUIRE(a && l2c_attack_run_trial(a) == 0 && l2c_attack_warmed_up(a), "warm-up failed: %s", l2c_error());
+    REQUIRE(a && lin && (!ensemble || l2c_attack_add_reference(a, lin) == 0), "setup failed: %s", l2c_error());
+    REQUIRE(l2c_attack_run_trial(a) == 0 && l2c_attack_warmed_up(a), "warm-up failed: %s", l2c_error());
     for (i = 0; i < 20; i++) first += loss[i] / 20, last += loss[280 + i] / 20;
     CHECK(last < 0.5f * first, "the warm-up loss went from %g to %g", first, last);
     CHECK(memcmp(l2c_attack_generator(a)->params, l2c_attack_trainable(a)->params, f.g->nparams * sizeof(float)) == 0,
           "the warm-up did not end with xi <- xi'");
-    l2c_attack_free(a); ta_teardown(&f);
+    l2c_attack_free(a); l2c_model_free(lin); ta_teardown(&f);
+}
+
+static void test_warmup_lowers_its_loss(void) { ta_check_warmup_loss(0); }
+static void test_warmup_lowers_the_loss_of_an_ensemble(void) { ta_check_warmup_loss(1); }
+
+static void test_add_reference_refuses_bad_classifiers(void)
+{
+    ta_fixture f;
+    l2c_model *lin = ta_linear(), *big = l2c_mnist_classifier("softmax", 1), *four = l2c_model_new(1, TA_SIDE, TA_SIDE);
+    l2c_attack *a;
+    int k;
+    REQUIRE(ta_setup(&f) && lin && big && four && l2c_model_flatten(four) == 0 && l2c_model_dense(four, 4) == 0,
+            "setup failed");
+    f.cfg.warmup_steps = 2;
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    REQUIRE(a, "attack setup failed: %s", l2c_error());
+    CHECK_FAILS(l2c_attack_add_reference(a, NULL));
+    CHECK_FAILS(l2c_attack_add_reference(NULL, lin));
+    CHECK_FAILS(l2c_attack_add_reference(a, big));      /* 28x28 input for 4x4 data */
+    CHECK_FAILS(l2c_attack_add_reference(a, four));     /* 4 outputs for 3 classes */
+    for (k = 1; k < L2C_MAX_REFERENCES; k++) CHECK(l2c_attack_add_reference(a, lin) == 0, "member %d refused: %s", k, l2c_error());
+    CHECK_FAILS(l2c_attack_add_reference(a, lin));      /* one too many */
+    l2c_attack_free(a);
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    REQUIRE(a && l2c_attack_run_trial(a) == 0, "warm-up failed: %s", l2c_error());
+    CHECK_FAILS(l2c_attack_add_reference(a, lin));      /* the ensemble is already trained */
+    CHECK_NULL_ERR(l2c_mnist_classifier("no-such-net", 1));
+    l2c_attack_free(a); l2c_model_free(lin); l2c_model_free(big); l2c_model_free(four); ta_teardown(&f);
+}
+
+/* The generator gradient with the given anchor, for the fixture's first batch, into out; the
+   ensemble is the victim's architecture, plus the linear classifier when with_linear. */
+static int ta_anchored_grad(ta_fixture *f, float anchor, int with_linear, float *out)
+{
+    l2c_model *lin = ta_linear();
+    l2c_attack *a;
+    int rc;
+    f->cfg.anchor = anchor;
+    a = l2c_attack_new(&f->cfg, f->g, f->v, &f->d);
+    rc = !a || !lin || (with_linear && l2c_attack_add_reference(a, lin)) ||
+         l2c_attack_generator_grad(a, f->x, f->d.labels, 4, NULL);
+    if (!rc) memcpy(out, l2c_attack_trainable(a)->grads, f->g->nparams * sizeof(float));
+    l2c_attack_free(a); l2c_model_free(lin);
+    return rc;
+}
+
+/* The anchor adds a fixed multiple of the warm-up gradient: G(a) = G(0) + a * (G(1) - G(0)). */
+static void test_anchor_adds_the_warmup_gradient_linearly(void)
+{
+    ta_fixture f;
+    float g0[256], g1[256], g3[256];
+    double diff = 0, err = 0, base = 0;
+    size_t i;
+    REQUIRE(ta_setup(&f) && f.g->nparams <= 256, "setup failed");
+    REQUIRE(ta_anchored_grad(&f, 0.0f, 1, g0) == 0 && ta_anchored_grad(&f, 1.0f, 1, g1) == 0 &&
+            ta_anchored_grad(&f, 3.0f, 1, g3) == 0, "generator grad failed: %s", l2c_error());
+    for (i = 0; i < f.g->nparams; i++) {
+        double d1 = g1[i] - g0[i], d3 = g3[i] - g0[i];
+        diff += d1 * d1; err += (d3 - 3 * d1) * (d3 - 3 * d1); base += (double)g0[i] * g0[i];
+    }
+    CHECK(base > 0 && diff > 1e-4 * base, "the anchor changed nothing (|G(1) - G(0)|^2 %g, |G(0)|^2 %g)", diff, base);
+    CHECK(sqrt(err / diff) < 1e-3, "anchor 3 is not three times anchor 1 (relative error %g)", sqrt(err / diff));
+    ta_teardown(&f);
+}
+
+/* Every member of the ensemble counts: adding the linear classifier turns the anchor's direction. */
+static void test_every_reference_classifier_contributes(void)
+{
+    ta_fixture f;
+    float g0[256], one[256], two[256];
+    double dot = 0, n1 = 0, n2 = 0;
+    size_t i;
+    REQUIRE(ta_setup(&f) && f.g->nparams <= 256, "setup failed");
+    REQUIRE(ta_anchored_grad(&f, 0.0f, 0, g0) == 0 && ta_anchored_grad(&f, 1.0f, 0, one) == 0 &&
+            ta_anchored_grad(&f, 1.0f, 1, two) == 0, "generator grad failed: %s", l2c_error());
+    for (i = 0; i < f.g->nparams; i++) {
+        double a = one[i] - g0[i], b = two[i] - g0[i];
+        dot += a * b; n1 += a * a; n2 += b * b;
+    }
+    REQUIRE(n1 > 0 && n2 > 0, "the anchor changed nothing");
+    CHECK(dot / sqrt(n1 * n2) < 0.99, "the linear member did not change the anchor's direction (cosine %.5f)", dot / sqrt(n1 * n2));
+    ta_teardown(&f);
 }
 
 /* The warm-up targets w(0..2) of an attack with the fixture's settings, packed as w0*100+w1*10+w2. */
@@ -320,8 +427,58 @@ static void test_warmup_targets(void)
     ta_teardown(&f);
 }
 
+/* The cheapest assignment of random 6 x 6 costs with a forbidden diagonal, against all 720. */
+static void test_assignment_finds_the_cheapest_derangement(void)
+{
+    double cost[36], best = HUGE_VAL, got = 0;
+    int match[6], i, j, code;
+    l2c_rng r;
+    l2c_rng_seed(&r, 3);
+    for (i = 0; i < 36; i++) cost[i] = i % 7 == 0 ? 1e30 : l2c_rng_uniform(&r);
+    for (code = 0; code < 46656; code++) {   /* every map of 6 rows to 6 columns; keep the permutations */
+        int used = 0, t = code;
+        double sum = 0;
+        for (j = 0; j < 6; j++, t /= 6) used |= 1 << (t % 6), sum += cost[j * 6 + t % 6];
+        if (used == 63 && sum < best) best = sum;
+    }
+    REQUIRE(l2c__assign(cost, 6, match) == 0, "assignment failed");
+    for (i = 0; i < 6; i++) {
+        CHECK(match[i] != i, "row %d assigned to itself", i);
+        for (j = 0; j < i; j++) CHECK(match[i] != match[j], "rows %d and %d share column %d", j, i, match[i]);
+        got += cost[i * 6 + match[i]];
+    }
+    CHECK_NEAR(got, best, 1e-9);
+}
+
+/* L2C_PAIR_NEAREST gives every class another class, and every class is someone's target. */
+static void test_nearest_pairing_is_a_derangement(void)
+{
+    ta_fixture f;
+    l2c_attack *a;
+    int w[3], y;
+    REQUIRE(ta_setup(&f), "setup failed");
+    f.cfg.pairing = L2C_PAIR_NEAREST; f.cfg.warmup_steps = 2;
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    REQUIRE(a, "setup failed: %s", l2c_error());
+    CHECK_FAILS(l2c_attack_warmup_targets(a, w));   /* not yet chosen */
+    REQUIRE(l2c_attack_run_trial(a) == 0 && l2c_attack_warmup_targets(a, w) == 0, "warm-up failed: %s", l2c_error());
+    for (y = 0; y < 3; y++) CHECK(w[y] >= 0 && w[y] < 3 && w[y] != y, "w(%d) = %d", y, w[y]);
+    CHECK(w[0] != w[1] && w[1] != w[2] && w[0] != w[2], "w = %d %d %d is not a permutation", w[0], w[1], w[2]);
+    l2c_attack_free(a);
+    f.cfg.pairing = 7;
+    CHECK_NULL_ERR(l2c_attack_new(&f.cfg, f.g, f.v, &f.d));
+    ta_teardown(&f);
+}
+
 static const l2ct_case l2ct_attack_cases[] = {
+    L2CT(test_assignment_finds_the_cheapest_derangement),
+    L2CT(test_nearest_pairing_is_a_derangement),
     L2CT(test_warmup_lowers_its_loss),
+    L2CT(test_warmup_lowers_the_loss_of_an_ensemble),
+    L2CT(test_add_reference_refuses_bad_classifiers),
+    L2CT(test_anchor_adds_the_warmup_gradient_linearly),
+    L2CT(test_every_reference_classifier_contributes),
+    L2CT(test_attack_checkpoint_resumes_with_anchor),
     L2CT(test_warmup_targets),
     L2CT(test_hypergradient_matches_unrolled_objective),
     L2CT(test_hypergradient_matches_unrolled_objective_targeted),
