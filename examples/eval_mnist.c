@@ -7,7 +7,8 @@
                      [--seed S] [--generator FILE --eps E] [--confusion-dir DIR] [--json]
    --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
    in the shape of the paper's Table 1.
-   victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large (default: all) */
+   victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide (default: all; built by
+   l2c_mnist_classifier) */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
 #include <stdio.h>
@@ -153,12 +154,26 @@ static int listed(const char *list, const char *name)
     return hit != NULL;
 }
 
+/* The first name in a comma-separated list that is not a victim, or NULL. */
+static const char *unknown_victim(const char *list)
+{
+    static char names[512];
+    char *name;
+    int v;
+    snprintf(names, sizeof names, "%s", list);
+    for (name = strtok(names, ","); name; name = strtok(NULL, ",")) {
+        for (v = 0; v < NVICTIMS && strcmp(name, VICTIMS[v].name); v++) {}
+        if (v == NVICTIMS) return name;
+    }
+    return NULL;
+}
+
 static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf(buf, "%.2f", 100 * v); }
 
 int main(int argc, char **argv)
 {
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
-    const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large", *gen_path = NULL, *conf_dir = NULL;
+    const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide", *gen_path = NULL, *conf_dir = NULL;
     int epochs = 2, json = 0, i, v, first = 1;
     unsigned long seed = 7;
     float eps = 0.3f, *xtest, *noise = NULL;
@@ -182,6 +197,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--confusion-dir")) conf_dir = val;
         else { fprintf(stderr, "eval_mnist: unknown option %s (see examples/eval_mnist.c)\n", a); return 2; }
     }
+    if (unknown_victim(list)) { fprintf(stderr, "eval_mnist: unknown victim %s (see the top of examples/eval_mnist.c)\n", unknown_victim(list)); return 2; }
     if (epochs < 1 || !(eps > 0.0f && eps <= 1.0f)) { fprintf(stderr, "eval_mnist: need --epochs >= 1 and --eps in (0, 1]\n"); return 2; }
     if (load_set(&train, train_dir, "train") || load_set(&test, test_dir, "t10k") ||
         (base_dir && load_set(&base, base_dir, "train"))) return 1;

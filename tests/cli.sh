@@ -37,6 +37,9 @@ P="$B/poison_mnist --trials 1 --steps 2 --warmup 5 --checkpoint $T/ckpt"
 expect poison_rejects_eps_zero 2 "eps" $P --data "$T/good" --out "$T/out" --eps 0
 expect poison_rejects_eps_above_one 2 "eps" $P --data "$T/good" --out "$T/out" --eps 1.5
 expect poison_rejects_negative_warmup 1 "warmup_steps" $P --data "$T/good" --out "$T/out" --warmup -1
+expect poison_rejects_unknown_reference 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --references mlp,resnet
+expect poison_rejects_bad_pairing 2 "pairing" $P --data "$T/good" --out "$T/out" --pairing random
+expect poison_rejects_negative_anchor 1 "anchor" $P --data "$T/good" --out "$T/out" --anchor -1
 expect poison_rejects_unknown_option 2 "unknown option" $P --data "$T/good" --bogus
 expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"
 expect poison_rejects_count_mismatch 1 "128 images" $P --data "$T/mismatch" --out "$T/out"
@@ -57,6 +60,7 @@ expect eval_runs_on_poisoned_set 0 "softmax" $E --train "$T/out" --generator "$T
 expect eval_json 0 '"victims"' $E --train "$T/out" --json
 expect eval_rejects_32x32_images 1 "28x28" $E --train "$T/big"
 expect eval_rejects_count_mismatch 1 "labels" $E --train "$T/mismatch"
+expect eval_rejects_unknown_victim 2 "unknown victim resnet" $E --train "$T/good" --victims mlp,resnet
 expect eval_rejects_eps 2 "eps" $E --train "$T/good" --eps 2
 expect eval_rejects_foreign_generator 1 "another kind or architecture" $E --train "$T/good" --generator "$T/ckpt"
 
