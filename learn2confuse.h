@@ -1,4 +1,4 @@
-/* learn2confuse.h - v0.1.0 - training-time adversarial data (DeepConfuse) in one C99 header.
+/* learn2confuse.h - v0.2.0 - training-time adversarial data (DeepConfuse) in one C99 header.
 
    A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
    added to each training image, makes classifiers trained on the perturbed set fail on clean data
@@ -33,15 +33,20 @@
        Functions that can fail return an int status (0 = success, negative = L2C_E* code) or NULL,
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
+   REVISION HISTORY
+       0.2.0  the warm-up's reference ensemble (l2c_attack_add_reference), the anchor, nearest
+              pairing, l2c_mnist_classifier; faster-poisoning defaults (README)
+       0.1.0  first release: engine, DeepConfuse attack with warm-up, IDX I/O, checkpoints
+
    LICENSE: MIT or public domain, your choice; see the end of the file.
 */
 #ifndef L2C_INCLUDE_LEARN2CONFUSE_H
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 1
+#define L2C_VERSION_MINOR 2
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.1.0"
+#define L2C_VERSION "0.2.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -380,6 +385,10 @@ L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int
    obtained by a central difference of input gradients along v = grad of that loss (no double
    back-propagation), and (c) takes the real victim step on data from the frozen generator. At the
    end of a trial xi <- xi'.
+   Before the trials, a warm-up (this library's head start) teaches the generator to make a
+   reference ensemble of clean-trained classifiers read images of class y as class w(y); during the
+   trials an `anchor` keeps that objective alongside the paper's, so that the poison keeps
+   transferring to architectures other than the imaginary victim (README: the schedule study).
    ================================================================================================ */
 
 #define L2C_MAX_CLASSES 256
@@ -399,7 +408,7 @@ typedef struct l2c_attack_config {
     float victim_lr;       /* SGD learning rate of the victim (alpha)              default 0.01 */
     float gen_lr;          /* Adam learning rate of the generator                  default 1e-3 */
     int batch;             /* mini-batch size                                      default 64 */
-    int trials;            /* number of trials                                     default 64 */
+    int trials;            /* number of trials                                     default 32 */
     int steps_per_trial;   /* steps per trial (xi <- xi' after each); 0 = one epoch default 100 */
     int victims;           /* victims trained in turn, one step each (a pool)      default 1 */
     int victim_lifetime;   /* a victim's own steps before it is replaced; 0 =
@@ -408,13 +417,13 @@ typedef struct l2c_attack_config {
     int label_map[L2C_MAX_CLASSES]; /* eta(y) for the targeted mode            default y+1 mod K */
     float fd_radius;       /* finite-difference radius r * |v|                     default 0.01 */
     int warmup_steps;      /* head start: generator steps against a classifier trained on clean
-                              data, before trial 1 (0: none, the paper's start)   default 2000 */
+                              data, before trial 1 (0: none, the paper's start)   default 5000 */
     int warmup_epochs;     /* epochs of clean training of the reference classifiers default 1 */
     int pairing;           /* non-targeted warm-up targets w(y): L2C_PAIR_NEXT (y+1) or
                               L2C_PAIR_NEAREST (the derangement the reference classifiers find
                               easiest: most confusable classes paired)        default L2C_PAIR_NEXT */
     float anchor;          /* weight of the warm-up objective kept during the trials, relative to
-                              the hypergradient (0: the paper's pure objective)     default 0 */
+                              the hypergradient (0: the paper's pure objective)     default 1 */
     uint64_t seed;         /* victim initialisation and batch order                default 1 */
     /* Called after every step (may be NULL); a non-zero return stops the attack after that step. */
     int (*progress)(const l2c_attack_progress *p, void *user);
@@ -424,7 +433,8 @@ typedef struct l2c_attack_config {
 typedef struct l2c_attack l2c_attack;
 
 /* The paper's eps (0.3), victim lr (0.01) and batch (64), with this library's faster schedule
-   (README): generator Adam lr 1e-3, a 2,000-step warm-up, then 64 trials of 100 steps. */
+   (README): generator Adam lr 1e-3, a 5,000-step warm-up, then 32 trials of 100 steps with
+   anchor 1 and w(y) = y+1. Add reference classifiers with l2c_attack_add_reference. */
 L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses);
 /* Prepares an attack on `train` (kept by pointer; must outlive the attack). The generator is copied
    (frozen and trainable copies); the victim model is used as a template for fresh victims. Checks
@@ -3790,14 +3800,14 @@ L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses)
     cfg->victim_lr = 0.01f;
     cfg->gen_lr = 1e-3f;
     cfg->batch = 64;
-    cfg->trials = 64;
+    cfg->trials = 32;
     cfg->steps_per_trial = 100;
     cfg->victims = 1;
     cfg->victim_lifetime = 0;
     cfg->fd_radius = 0.01f;
-    cfg->warmup_steps = 2000;
+    cfg->warmup_steps = 5000;
     cfg->warmup_epochs = 1;
-    cfg->anchor = 0.0f;
+    cfg->anchor = 1.0f;
     cfg->seed = 1;
     if (nclasses < 1 || nclasses > L2C_MAX_CLASSES) nclasses = 10;
     for (k = 0; k < nclasses; k++) cfg->label_map[k] = (k + 1) % nclasses;
