@@ -450,12 +450,13 @@ L2C_API int l2c_attack_run(l2c_attack *a);
 /* Runs the next phase: the warm-up while it is pending (see below), else exactly one trial (a fresh
    victim, steps_per_trial steps, then xi <- xi'). Returns 1 if the progress callback stopped it
    (the phase is then not counted), 0 when complete, <0 on error.
-   The warm-up (a head start; cfg.warmup_steps > 0) trains a classifier of the victim's architecture
-   on clean data for cfg.warmup_epochs epochs (SGD, momentum 0.9), then takes warmup_steps Adam steps
-   of the trainable generator to make that classifier read each poisoned image of class y as class
-   w(y): w(y) = y+1 mod K (non-targeted), or the class that label_map sends to y (targeted). A
-   victim trained on such images learns "features of w(y) mean y", the association that the
-   trials then sharpen. Ends with xi <- xi'. */
+   The warm-up (a head start; cfg.warmup_steps > 0) trains the reference ensemble (the victim's
+   architecture and any added with l2c_attack_add_reference) on clean data for cfg.warmup_epochs
+   epochs (SGD, momentum 0.9), then takes warmup_steps Adam steps of the trainable generator to make
+   every member read each poisoned image of class y as class w(y): w(y) = y+1 mod K or the nearest
+   pairing (non-targeted, cfg.pairing), or the class that label_map sends to y (targeted). A victim
+   trained on such images learns "features of w(y) mean y", the association that the trials then
+   sharpen (with cfg.anchor, the trials keep this objective too). Ends with xi <- xi'. */
 L2C_API int l2c_attack_run_trial(l2c_attack *a);
 /* Adds a classifier architecture to the reference ensemble of the warm-up (and of the anchor): the
    warm-up makes every member read poisoned images of class y as w(y), with equal weight. The
