@@ -494,7 +494,8 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path);
 
 /* Poison release: out = quantised clamp(x + eps * g(x), 0, 1) with g in eval mode, same labels.
    |out - clean| <= eps (+ one grey level from rounding). `out` is allocated (free with
-   l2c_dataset_free). `fraction` in [0, 1] poisons only the first fraction*n samples. */
+   l2c_dataset_free; it is zeroed first, so freeing it after a failure is safe too). `fraction` in
+   [0, 1] poisons only the first fraction*n samples. */
 L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *clean, float eps,
                                float fraction, l2c_dataset *out);
 
@@ -4264,6 +4265,7 @@ static int l2c__attack_warmup(l2c_attack *a)
     int s, rc;
     l2c_adam adam;
     l2c_attack_progress pr;
+    memset(&adam, 0, sizeof adam);   /* gcc cannot see that l2c_adam_init always sets it */
     rc = l2c_adam_init(&adam, a->trainable, a->cfg.gen_lr, 0.9f, 0.999f, 1e-8f, 0);
     if (!rc) rc = l2c__train_references(a);
     memset(&pr, 0, sizeof pr);
@@ -4414,6 +4416,8 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
     float *x;
     int *idx, i, npoison, budget, rc = L2C_OK, chunk = 256;
     size_t per;
+    if (out && out == clean) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: out must not be the clean data set");
+    if (out) memset(out, 0, sizeof *out);   /* safe to l2c_dataset_free whatever happens */
     if (!generator || !clean || !out || !clean->images) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: NULL argument");
     if (!(eps > 0.0f && eps <= 1.0f)) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: eps %g is outside (0, 1]", eps);
     if (!(fraction >= 0.0f && fraction <= 1.0f)) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: fraction %g is outside [0, 1]", fraction);

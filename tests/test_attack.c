@@ -148,6 +148,12 @@ static void test_poison_stays_within_eps(void)
     d.h = 5;   /* an image size the generator does not take */
     CHECK_FAILS(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p));
     d.h = TA_SIDE;
+    CHECK(p.images == NULL && p.labels == NULL, "a failed release left memory in its output");
+    l2c_dataset_free(&p);   /* safe after a failure */
+    CHECK_FAILS(l2c_poison_dataset(NULL, &d, 0.1f, 1.0f, &p));
+    CHECK(p.images == NULL, "a release without a generator left memory in its output");
+    CHECK_FAILS(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &d));   /* in place: refused, the clean set kept */
+    CHECK(d.images != NULL && d.n == TA_N, "the clean set was destroyed by an in-place release");
     l2c_model_free(g); l2c_dataset_free(&d);
 }
 
