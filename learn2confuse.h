@@ -462,7 +462,9 @@ L2C_API int l2c_attack_run_trial(l2c_attack *a);
    warm-up makes every member read poisoned images of class y as w(y), with equal weight. The
    victim's architecture is always the first member; up to L2C_MAX_REFERENCES in all. The model is
    copied and re-initialised from the seed, then trained on clean data with the victim's recipe
-   (SGD, momentum 0.9, victim_lr) before its first use. Call before the warm-up runs. Diverse members
+   (SGD, momentum 0.9, victim_lr) before its first use; a resumed attack retrains them to the same
+   weights (the checkpoint does not hold them: add the same members again before resuming). Call
+   before the warm-up runs. Diverse members
    (a linear model, an MLP, a max-pooling CNN) make the poison transfer to victims of other
    architectures (README). */
 #define L2C_MAX_REFERENCES 8
