@@ -4336,14 +4336,31 @@ L2C_API int l2c_attack_run(l2c_attack *a)
 L2C_API int l2c_attack_trials_done(const l2c_attack *a) { return a ? a->trials_done : 0; }
 L2C_API const l2c_model *l2c_attack_generator(const l2c_attack *a) { return a ? a->frozen : NULL; }
 
-/* Checkpoint layout: "L2CA", version, trials done, warm-up done, steps done, victims initialised, the victims'
-   ages, the generator architecture, frozen and trainable generator states, every victim's state,
+/* A checksum of the reference ensemble's architectures: a checkpoint resumes only with the same
+   members (they are retrained, not stored). */
+static int l2c__ensemble_signature(const l2c_attack *a, uint32_t *sig)
+{
+    l2c__buf b;
+    int k;
+    memset(&b, 0, sizeof b);
+    l2c__put_u32(&b, (uint32_t)a->nrefs);
+    for (k = 0; k < a->nrefs; k++) l2c__put_arch(&b, a->refs[k]);
+    if (b.failed) { L2C_FREE(b.p); return l2c__fail(L2C_ENOMEM, "attack checkpoint: out of memory"); }
+    *sig = l2c__checksum(b.p, b.len);
+    L2C_FREE(b.p);
+    return L2C_OK;
+}
+
+/* Checkpoint layout: "L2CA", version, trials done, warm-up done, steps done, victims initialised,
+   the reference ensemble's signature, the victims' ages, the generator architecture, frozen and trainable generator states, every victim's state,
    the Adam state, checksum. */
 L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
 {
     l2c__buf b;
     int k;
+    uint32_t sig;
     if (!a || !path) return l2c__fail(L2C_EINVAL, "l2c_attack_save: NULL argument");
+    if (l2c__ensemble_signature(a, &sig)) return L2C_ENOMEM;
     memset(&b, 0, sizeof b);
     l2c__put(&b, "L2CA", 4);
     l2c__put_u32(&b, 1);
@@ -4351,6 +4368,7 @@ L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
     l2c__put_u32(&b, (uint32_t)a->warmed_up);
     l2c__put_u64(&b, (uint64_t)a->steps_done);
     l2c__put_u64(&b, (uint64_t)a->reinits);
+    l2c__put_u32(&b, sig);
     for (k = 0; k < a->cfg.victims; k++) l2c__put_u32(&b, (uint32_t)a->age[k]);
     l2c__put_arch(&b, a->frozen);
     l2c__put_state(&b, a->frozen);
@@ -4374,16 +4392,21 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
     const uint8_t *s;
     size_t len, expected, gen_state, vic_state, head;
     int rc, k, K;
+    uint32_t sig;
     if (!a || !path) return l2c__fail(L2C_EINVAL, "l2c_attack_load: NULL argument");
+    if (l2c__ensemble_signature(a, &sig)) return L2C_ENOMEM;
     K = a->cfg.victims;
     gen_state = l2c__state_bytes(a->frozen);
     vic_state = l2c__state_bytes(a->probe);
-    head = 32 + 4 * (size_t)K;
+    head = 36 + 4 * (size_t)K;
     expected = head + l2c__arch_bytes(a->frozen) + 2 * gen_state + K * vic_state + l2c__adam_bytes(&a->adam) + 4;
     rc = l2c__read_file(path, &p, &len, expected);
     if (rc) return rc;
     rc = l2c__verify(path, p, len, expected, "L2CA");
     if (!rc) rc = l2c__check_arch(path, p + head, a->frozen);
+    if (!rc && l2c__get_u32(p + 32) != sig)
+        rc = l2c__fail(L2C_EFORMAT, "%s: made with another reference ensemble (add the same reference classifiers, %d now)",
+                       path, a->nrefs);
     s = p + head + l2c__arch_bytes(a->frozen);
     if (!rc) rc = l2c__get_adam(path, s + 2 * gen_state + K * vic_state, &a->adam);
     if (!rc) {
@@ -4391,7 +4414,7 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
         a->warmed_up = l2c__get_u32(p + 12) != 0 || a->cfg.warmup_steps == 0;
         a->steps_done = (long)l2c__get_u64(p + 16);
         a->reinits = (long)l2c__get_u64(p + 24);
-        for (k = 0; k < K; k++) a->age[k] = (int)l2c__get_u32(p + 32 + 4 * k);
+        for (k = 0; k < K; k++) a->age[k] = (int)l2c__get_u32(p + 36 + 4 * k);
         l2c__get_state(s, a->frozen);
         l2c__get_state(s + gen_state, a->trainable);
         for (k = 0; k < K; k++) l2c__get_state(s + 2 * gen_state + k * vic_state, a->pool[k]);

@@ -47,6 +47,7 @@ expect poison_rejects_missing_data 1 "cannot open" $P --data "$T/nowhere" --out 
 expect poison_runs_on_good_data 0 "wrote" $P --data "$T/good" --out "$T/out"
 expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/out"
 cp "$T/ckpt" "$T/ckpt.before"
+expect poison_refuses_checkpoint_of_other_references 1 "reference ensemble" $P --data "$T/good" --out "$T/out" --references none
 expect poison_refuses_checkpoint_of_other_generator 1 "another kind or architecture" $P --data "$T/good" --out "$T/out" --generator mnist
 if cmp -s "$T/ckpt" "$T/ckpt.before"; then ok checkpoint_untouched_after_refusal; else ko checkpoint_untouched_after_refusal; fi
 cp "$T/out/train-images-idx3-ubyte" "$T/images.before"

@@ -247,6 +247,16 @@ static void ta_check_resume(int victims, int lifetime, float anchor)
     REQUIRE(l2c_attack_run(c) == 0, "resumed run failed: %s", l2c_error());
     CHECK(memcmp(l2c_attack_generator(a)->params, l2c_attack_generator(c)->params, g->nparams * sizeof(float)) == 0,
           "resumed generator differs from the uninterrupted one");
+    if (anchor > 0.0f) {   /* resuming without the linear member is refused, the attack untouched */
+        l2c_attack *plain;
+        cfg.anchor = 0.0f;
+        plain = ta_new(&cfg, g, v, &d);
+        REQUIRE(plain, "setup failed: %s", l2c_error());
+        CHECK_FAILS(l2c_attack_load(plain, path));
+        CHECK(strstr(l2c_error(), "reference ensemble") != NULL, "message: %s", l2c_error());
+        CHECK(l2c_attack_trials_done(plain) == 0, "a refused checkpoint was partly loaded");
+        l2c_attack_free(plain);
+    }
     CHECK(l2c_model_save(v, path) == 0, "saving a victim over the checkpoint");
     CHECK_FAILS(l2c_attack_load(c, path));              /* not an attack checkpoint */
     l2c_attack_free(a); l2c_attack_free(b); l2c_attack_free(c);
