@@ -35,7 +35,8 @@
 
    REVISION HISTORY
        0.2.0  the warm-up's reference ensemble (l2c_attack_add_reference), the anchor, nearest
-              pairing, l2c_mnist_classifier; faster-poisoning defaults (README)
+              pairing, l2c_mnist_classifier; faster-poisoning defaults (README); attack
+              checkpoints record the ensemble (0.1.0 attack checkpoints are refused, not misread)
        0.1.0  first release: engine, DeepConfuse attack with warm-up, IDX I/O, checkpoints
 
    LICENSE: MIT or public domain, your choice; see the end of the file.
