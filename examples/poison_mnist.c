@@ -82,8 +82,8 @@ static const char *arg_value(int argc, char **argv, int *i)
 int main(int argc, char **argv)
 {
     const char *data = "build/mnist", *out = "out/poisoned", *ckpt = "out/attack.ckpt";
-    const char *arch = "autoencoder";
-    const char *references = "softmax,mlp,lenet";   /* diverse architectures: the poison transfers (README) */   /* learnt ~2-5x more per step than the reference generator (README) */
+    const char *arch = "autoencoder";   /* learnt ~2-5x more per step than the reference generator (README) */
+    const char *references = "softmax,mlp,lenet";   /* diverse architectures: the poison transfers (README) */
     char path[1024], path2[1024];
     float fraction = 1.0f;
     int fresh = 0, threads = 0, width = 100, i, rc, trials_left;
