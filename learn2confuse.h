@@ -394,6 +394,8 @@ L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int
 
 #define L2C_MAX_CLASSES 256
 enum { L2C_PAIR_NEXT = 0, L2C_PAIR_NEAREST = 1 };
+/* Generator learning-rate schedules (l2c_attack_config.lr_schedule). */
+enum { L2C_LR_CONSTANT = 0, L2C_LR_COSINE = 1 };
 
 typedef struct l2c_attack_progress {
     int trial, trials;        /* 1-based trial (0: the warm-up), total */
@@ -425,6 +427,9 @@ typedef struct l2c_attack_config {
                               easiest: most confusable classes paired)        default L2C_PAIR_NEXT */
     float anchor;          /* weight of the warm-up objective kept during the trials, relative to
                               the hypergradient (0: the paper's pure objective)     default 1 */
+    int lr_schedule;       /* generator lr: L2C_LR_CONSTANT, or L2C_LR_COSINE (gen_lr decayed to 0
+                              along a half cosine over the warm-up, and again over all the trials'
+                              steps)                                          default L2C_LR_CONSTANT */
     uint64_t seed;         /* victim initialisation and batch order                default 1 */
     /* Called after every step (may be NULL); a non-zero return stops the attack after that step. */
     int (*progress)(const l2c_attack_progress *p, void *user);
@@ -3828,6 +3833,7 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     if (cfg->batch < 2 || cfg->batch > d->n) return l2c__fail(L2C_EINVAL, "attack: batch %d must be in [2, %d samples]", cfg->batch, d->n);
     if (cfg->trials < 1 || cfg->steps_per_trial < 0) return l2c__fail(L2C_EINVAL, "attack: need trials >= 1 and steps_per_trial >= 0");
     if (cfg->pairing != L2C_PAIR_NEXT && cfg->pairing != L2C_PAIR_NEAREST) return l2c__fail(L2C_EINVAL, "attack: pairing %d is not L2C_PAIR_NEXT or L2C_PAIR_NEAREST", cfg->pairing);
+    if (cfg->lr_schedule != L2C_LR_CONSTANT && cfg->lr_schedule != L2C_LR_COSINE) return l2c__fail(L2C_EINVAL, "attack: lr_schedule %d is not L2C_LR_CONSTANT or L2C_LR_COSINE", cfg->lr_schedule);
     if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
     if (cfg->warmup_steps < 0 || cfg->warmup_epochs < 0 || ((cfg->warmup_steps > 0 || cfg->anchor > 0.0f) && cfg->warmup_epochs < 1))
         return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs >= 1 when warming up or anchoring");
@@ -4247,6 +4253,14 @@ static void l2c__pick_victim(l2c_attack *a, int steps_per_trial)
     l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
 }
 
+/* The generator's learning rate after `done` of a phase's `total` steps (cfg.lr_schedule). */
+static float l2c__scheduled_lr(const l2c_attack *a, long done, long total)
+{
+    if (a->cfg.lr_schedule != L2C_LR_COSINE || total <= 0) return a->cfg.gen_lr;
+    if (done > total) done = total;
+    return (float)(0.5 * a->cfg.gen_lr * (1.0 + cos(3.14159265358979323846 * (double)done / (double)total)));
+}
+
 /* -- the warm-up (head start) */
 
 /* One warm-up step: Adam on the trainable generator to lower the ensemble's loss against w(y). */
@@ -4274,6 +4288,7 @@ static int l2c__attack_warmup(l2c_attack *a)
     memset(&pr, 0, sizeof pr);
     pr.trials = a->cfg.trials; pr.steps = a->cfg.warmup_steps;
     for (s = 1; s <= a->cfg.warmup_steps && !rc; s++) {
+        adam.lr = l2c__scheduled_lr(a, s - 1, a->cfg.warmup_steps);
         rc = l2c__warmup_step(a, &adam, &pr.clean_loss);
         pr.step = s;
         pr.seconds = l2c_seconds() - a->started;
@@ -4311,6 +4326,7 @@ L2C_API int l2c_attack_run_trial(l2c_attack *a)
     for (s = 1; s <= steps; s++) {
         int n = l2c__next_batch(a);
         l2c__pick_victim(a, steps);
+        a->adam.lr = l2c__scheduled_lr(a, a->steps_done, (long)a->cfg.trials * steps);
         if ((rc = l2c__attack_step(a, n, &pr.victim_loss, &pr.clean_loss))) return rc;
         a->age[a->steps_done % a->cfg.victims]++;
         a->steps_done++;

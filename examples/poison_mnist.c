@@ -5,11 +5,13 @@
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
                        [--warmup STEPS] [--references LIST] [--anchor W] [--pairing next|nearest]
+                       [--lr-schedule constant|cosine]
 
    --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
    imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective
    kept during the trials (0: the paper's objective alone); --pairing: which class's features the
-   warm-up paints into each class (next: y+1; nearest: the most confusable pairing).
+   warm-up paints into each class (next: y+1; nearest: the most confusable pairing); --lr-schedule:
+   the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each).
 
    Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
    MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
@@ -117,6 +119,11 @@ int main(int argc, char **argv)
             const char *v = arg_value(argc, argv, &i);
             if (strcmp(v, "next") && strcmp(v, "nearest")) { fprintf(stderr, "poison_mnist: --pairing is next or nearest\n"); return 2; }
             cfg.pairing = strcmp(v, "next") ? L2C_PAIR_NEAREST : L2C_PAIR_NEXT;
+        }
+        else if (!strcmp(a, "--lr-schedule")) {
+            const char *v = arg_value(argc, argv, &i);
+            if (strcmp(v, "constant") && strcmp(v, "cosine")) { fprintf(stderr, "poison_mnist: --lr-schedule is constant or cosine\n"); return 2; }
+            cfg.lr_schedule = strcmp(v, "constant") ? L2C_LR_COSINE : L2C_LR_CONSTANT;
         }
         else if (!strcmp(a, "--anchor")) cfg.anchor = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;

@@ -39,6 +39,7 @@ expect poison_rejects_eps_above_one 2 "eps" $P --data "$T/good" --out "$T/out" -
 expect poison_rejects_negative_warmup 1 "warmup_steps" $P --data "$T/good" --out "$T/out" --warmup -1
 expect poison_rejects_unknown_reference 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --references mlp,resnet
 expect poison_rejects_bad_pairing 2 "pairing" $P --data "$T/good" --out "$T/out" --pairing random
+expect poison_rejects_bad_lr_schedule 2 "lr-schedule" $P --data "$T/good" --out "$T/out" --lr-schedule linear
 expect poison_rejects_negative_anchor 1 "anchor" $P --data "$T/good" --out "$T/out" --anchor -1
 expect poison_rejects_unknown_option 2 "unknown option" $P --data "$T/good" --bogus
 expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"

@@ -184,6 +184,7 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(warmup_epochs, 0);
     TA_REFUSED(anchor, -1.0f);
     TA_REFUSED(anchor, (float)NAN);
+    TA_REFUSED(lr_schedule, 2);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.targeted = 1; cfg.label_map[1] = 7;
     CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL, "a label map outside the classes was accepted");
@@ -208,7 +209,7 @@ static l2c_attack *ta_new(const l2c_attack_config *cfg, l2c_model *g, l2c_model 
 
 /* victims / lifetime: the paper's one fresh victim per trial, or a pool living across trials;
    anchor > 0: the warm-up objective (two reference classifiers) kept during the trials. */
-static void ta_check_resume(int victims, int lifetime, float anchor)
+static void ta_check_resume(int victims, int lifetime, float anchor, int lr_schedule)
 {
     l2c_dataset d;
     float x[TA_N * TA_SIDE * TA_SIDE];
@@ -222,6 +223,7 @@ static void ta_check_resume(int victims, int lifetime, float anchor)
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3;
     cfg.victims = victims; cfg.victim_lifetime = lifetime; cfg.warmup_steps = 5; cfg.anchor = anchor;
+    cfg.lr_schedule = lr_schedule;
     a = ta_new(&cfg, g, v, &d);                 /* uninterrupted: warm-up and 3 trials */
     REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
     CHECK(l2c_attack_trials_done(a) == 3 && l2c_attack_warmed_up(a), "trials done %d", l2c_attack_trials_done(a));
@@ -263,9 +265,10 @@ static void ta_check_resume(int victims, int lifetime, float anchor)
     l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
-static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0, 0.0f); }
-static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5, 0.0f); }
-static void test_attack_checkpoint_resumes_with_anchor(void) { ta_check_resume(1, 0, 0.5f); }
+static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0, 0.0f, L2C_LR_CONSTANT); }
+static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5, 0.0f, L2C_LR_CONSTANT); }
+static void test_attack_checkpoint_resumes_with_anchor(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT); }
+static void test_attack_checkpoint_resumes_cosine_schedule(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_COSINE); }
 
 /* The tiny problem with the default settings at batch 4: what most attack tests start from. */
 typedef struct ta_fixture {
@@ -288,6 +291,30 @@ static int ta_setup(ta_fixture *f)
 static void ta_teardown(ta_fixture *f)
 {
     l2c_model_free(f->g); l2c_model_free(f->v); l2c_dataset_free(&f->d);
+}
+
+/* L2C_LR_COSINE: gen_lr at the start of a phase, half of it midway, 0 at the end, never rising;
+   L2C_LR_CONSTANT: gen_lr throughout. */
+static void test_cosine_schedule(void)
+{
+    ta_fixture f;
+    l2c_attack *a;
+    long t;
+    float prev;
+    REQUIRE(ta_setup(&f), "setup failed");
+    f.cfg.gen_lr = 0.004f;
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    REQUIRE(a, "setup failed: %s", l2c_error());
+    CHECK(l2c__scheduled_lr(a, 0, 10) == 0.004f && l2c__scheduled_lr(a, 9, 10) == 0.004f, "the constant schedule moved");
+    a->cfg.lr_schedule = L2C_LR_COSINE;
+    CHECK_NEAR(l2c__scheduled_lr(a, 0, 100), 0.004, 1e-9);
+    CHECK_NEAR(l2c__scheduled_lr(a, 50, 100), 0.002, 1e-8);
+    CHECK_NEAR(l2c__scheduled_lr(a, 100, 100), 0.0, 1e-9);
+    CHECK_NEAR(l2c__scheduled_lr(a, 250, 100), 0.0, 1e-9);   /* past the end (more trials on resume) */
+    for (prev = 1.0f, t = 0; t <= 100; prev = l2c__scheduled_lr(a, t, 100), t++)
+        CHECK(l2c__scheduled_lr(a, t, 100) <= prev, "the cosine schedule rose at step %ld", t);
+    l2c_attack_free(a);
+    ta_teardown(&f);
 }
 
 static void test_attack_lowers_clean_accuracy_of_its_victim(void)
@@ -496,6 +523,8 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_anchor_adds_the_warmup_gradient_linearly),
     L2CT(test_every_reference_classifier_contributes),
     L2CT(test_attack_checkpoint_resumes_with_anchor),
+    L2CT(test_attack_checkpoint_resumes_cosine_schedule),
+    L2CT(test_cosine_schedule),
     L2CT(test_warmup_targets),
     L2CT(test_hypergradient_matches_unrolled_objective),
     L2CT(test_hypergradient_matches_unrolled_objective_targeted),
