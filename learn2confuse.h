@@ -427,6 +427,11 @@ typedef struct l2c_attack_config {
                               easiest: most confusable classes paired)        default L2C_PAIR_NEXT */
     float anchor;          /* weight of the warm-up objective kept during the trials, relative to
                               the hypergradient (0: the paper's pure objective)     default 1 */
+    int warmup_shift;      /* input diversity: each reference member sees the poisoned batch
+                              translated by a random (dx, dy) in [-shift, shift] pixels (zero fill),
+                              drawn anew per member and step, in the warm-up and the anchor; noise
+                              that survives shifts transfers better to unseen architectures and
+                              to shift augmentation (0: off)                          default 0 */
     int lr_schedule;       /* generator lr: L2C_LR_CONSTANT, or L2C_LR_COSINE (gen_lr decayed to 0
                               along a half cosine over the warm-up, and again over all the trials'
                               steps)                                          default L2C_LR_CONSTANT */
@@ -3797,6 +3802,7 @@ struct l2c_attack {
     int nrefs, refs_trained;
     int w[L2C_MAX_CLASSES];          /* the warm-up targets w(y), set when the references are trained */
     float *ref_grad;                 /* batch-sized: their mean input gradient */
+    float *shifted;                  /* batch-sized: a member's translated view (warmup_shift) */
     int trials_done;
     int warmed_up;
     double started;
@@ -3837,6 +3843,9 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
     if (cfg->warmup_steps < 0 || cfg->warmup_epochs < 0 || ((cfg->warmup_steps > 0 || cfg->anchor > 0.0f) && cfg->warmup_epochs < 1))
         return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs >= 1 when warming up or anchoring");
+    if (cfg->warmup_shift < 0 || cfg->warmup_shift >= d->h || cfg->warmup_shift >= d->w)
+        return l2c__fail(L2C_EINVAL, "attack: warmup_shift %d must be in [0, %d) for %dx%d images", cfg->warmup_shift,
+                         d->h < d->w ? d->h : d->w, d->h, d->w);
     if (cfg->victims < 1 || cfg->victims > 64 || cfg->victim_lifetime < 0)
         return l2c__fail(L2C_EINVAL, "attack: need 1 <= victims <= 64 and victim_lifetime >= 0");
     l2c_model_output_shape(g, &c, &h, &w);
@@ -3883,9 +3892,10 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     a->grad_plus = (float *)l2c__calloc(per * sizeof(float));
     a->y = (uint8_t *)l2c__calloc((size_t)cfg->batch);
     a->ref_grad = (float *)l2c__calloc(per * sizeof(float));
+    a->shifted = (float *)l2c__calloc(per * sizeof(float));
     a->refs[0] = l2c_model_clone(victim);
     a->nrefs = 1;
-    if (!a->ref_grad || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
+    if (!a->ref_grad || !a->shifted || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
         !a->seed_grad || !a->grad_plus || !a->y ||
         l2c_adam_init(&a->adam, a->trainable, cfg->gen_lr, 0.9f, 0.999f, 1e-8f, 0) ||
         l2c_sgd_init(&a->sgd, a->victim, cfg->victim_lr, 0.0f, 0.0f) ||
@@ -3907,7 +3917,7 @@ L2C_API void l2c_attack_free(l2c_attack *a)
     l2c_tape_free(a->gen_tape); l2c_tape_free(a->vic_tape);
     L2C_FREE(a->x); L2C_FREE(a->seed_grad); L2C_FREE(a->grad_plus); L2C_FREE(a->y);
     { int k; for (k = 0; k < a->nrefs; k++) l2c_model_free(a->refs[k]); }
-    L2C_FREE(a->ref_grad);
+    L2C_FREE(a->ref_grad); L2C_FREE(a->shifted);
     l2c_batcher_free(&a->order);
     L2C_FREE(a);
 }
@@ -4150,19 +4160,58 @@ static int l2c__train_references(l2c_attack *a)
     return rc;
 }
 
-/* The warm-up objective on poisoned images xp: the ensemble's mean loss against w(y), and its
-   gradient with respect to xp in a->ref_grad. */
-static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, float *loss_out)
+/* Translates n planes of h x w by (dx, dy) pixels, filling with zeros: out(y, x) = in(y - dy, x - dx).
+   Its adjoint is the shift by (-dx, -dy), so the same function carries gradients back. */
+static void l2c__shift_planes(const float *in, float *out, int planes, int h, int w, int dx, int dy, int accumulate)
 {
-    int k;
-    size_t i, size = (size_t)n * a->train->c * a->train->h * a->train->w;
+    int p, y, x;
+    for (p = 0; p < planes; p++) {
+        const float *src = in + (size_t)p * h * w;
+        float *dst = out + (size_t)p * h * w;
+        for (y = 0; y < h; y++)
+            for (x = 0; x < w; x++) {
+                int sy = y - dy, sx = x - dx;
+                float v = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[sy * w + sx] : 0.0f;
+                if (accumulate) dst[y * w + x] += v; else dst[y * w + x] = v;
+            }
+    }
+}
+
+/* The random translation of member k at draw `draw` (cfg.warmup_shift): a function of the seed only,
+   so that a resumed attack draws what an uninterrupted one does. */
+static void l2c__member_shift(const l2c_attack *a, uint64_t draw, int k, int *dx, int *dy)
+{
+    uint64_t state = a->cfg.seed * 0x2545F4914F6CDD1Dull + draw * L2C_MAX_REFERENCES + (uint64_t)k;
+    uint64_t r = l2c__splitmix64(&state);
+    uint32_t span = (uint32_t)(2 * a->cfg.warmup_shift + 1);
+    *dx = (int)((uint32_t)r % span) - a->cfg.warmup_shift;
+    *dy = (int)((uint32_t)(r >> 32) % span) - a->cfg.warmup_shift;
+}
+
+/* The warm-up objective on poisoned images xp: the ensemble's mean loss against w(y), and its
+   gradient with respect to xp in a->ref_grad. With cfg.warmup_shift each member sees its own
+   translated view of xp (draw numbers the step). */
+static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t draw, float *loss_out)
+{
+    int k, c = a->train->c, h = a->train->h, w = a->train->w;
+    size_t i, size = (size_t)n * c * h * w;
     double total = 0.0;
+    memset(a->ref_grad, 0, size * sizeof(float));
     for (k = 0; k < a->nrefs; k++) {
-        l2c_tensor *in, *loss = l2c__victim_loss(a, a->refs[k], xp, n, a->w, L2C_EVAL, &in, 0);
+        int dx = 0, dy = 0;
+        const float *view = xp;
+        l2c_tensor *in, *loss;
+        if (a->cfg.warmup_shift > 0) {
+            l2c__member_shift(a, draw, k, &dx, &dy);
+            l2c__shift_planes(xp, a->shifted, n * c, h, w, dx, dy, 0);
+            view = a->shifted;
+        }
+        loss = l2c__victim_loss(a, a->refs[k], view, n, a->w, L2C_EVAL, &in, 0);
         if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
         if (!isfinite(loss->data[0])) return l2c__fail(L2C_ENAN, "attack warm-up: the loss is not finite");
         total += loss->data[0];
-        for (i = 0; i < size; i++) a->ref_grad[i] = (k ? a->ref_grad[i] : 0.0f) + in->grad[i] / (float)a->nrefs;
+        for (i = 0; i < size; i++) in->grad[i] /= (float)a->nrefs;
+        l2c__shift_planes(in->grad, a->ref_grad, n * c, h, w, -dx, -dy, 1);
     }
     *loss_out = (float)(total / a->nrefs);
     return L2C_OK;
@@ -4175,7 +4224,7 @@ static int l2c__add_anchor(l2c_attack *a, const float *xp, int n)
     size_t i, size = (size_t)n * a->train->c * a->train->h * a->train->w;
     double hyper = 0.0, ref = 0.0;
     float loss, scale;
-    int rc = l2c__reference_grad(a, xp, n, &loss);
+    int rc = l2c__reference_grad(a, xp, n, ((uint64_t)1 << 40) + (uint64_t)a->steps_done, &loss);
     if (rc) return rc;
     for (i = 0; i < size; i++) hyper += (double)a->seed_grad[i] * a->seed_grad[i], ref += (double)a->ref_grad[i] * a->ref_grad[i];
     if (!(ref > 0.0)) return L2C_OK;   /* the ensemble is already certain: nothing to add */
@@ -4264,13 +4313,13 @@ static float l2c__scheduled_lr(const l2c_attack *a, long done, long total)
 /* -- the warm-up (head start) */
 
 /* One warm-up step: Adam on the trainable generator to lower the ensemble's loss against w(y). */
-static int l2c__warmup_step(l2c_attack *a, l2c_adam *adam, float *loss_out)
+static int l2c__warmup_step(l2c_attack *a, l2c_adam *adam, int step, float *loss_out)
 {
     int n = l2c__next_batch(a);
     l2c_tensor *xp;
     l2c_tape_reset(a->gen_tape);
     xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN);
-    if (!xp || l2c__reference_grad(a, xp->data, n, loss_out)) return L2C_EINVAL;
+    if (!xp || l2c__reference_grad(a, xp->data, n, (uint64_t)step, loss_out)) return L2C_EINVAL;
     l2c_model_zero_grad(a->trainable);
     if (l2c_backward_from(a->gen_tape, xp, a->ref_grad)) return L2C_EINVAL;
     l2c_adam_step(adam, a->trainable);
@@ -4289,7 +4338,7 @@ static int l2c__attack_warmup(l2c_attack *a)
     pr.trials = a->cfg.trials; pr.steps = a->cfg.warmup_steps;
     for (s = 1; s <= a->cfg.warmup_steps && !rc; s++) {
         adam.lr = l2c__scheduled_lr(a, s - 1, a->cfg.warmup_steps);
-        rc = l2c__warmup_step(a, &adam, &pr.clean_loss);
+        rc = l2c__warmup_step(a, &adam, s, &pr.clean_loss);
         pr.step = s;
         pr.seconds = l2c_seconds() - a->started;
         if (!rc && a->cfg.progress && a->cfg.progress(&pr, a->cfg.user)) rc = 1;

@@ -5,13 +5,14 @@
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
                        [--warmup STEPS] [--references LIST] [--anchor W] [--pairing next|nearest]
-                       [--lr-schedule constant|cosine]
+                       [--lr-schedule constant|cosine] [--shift PIXELS]
 
    --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
    imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective
    kept during the trials (0: the paper's objective alone); --pairing: which class's features the
    warm-up paints into each class (next: y+1; nearest: the most confusable pairing); --lr-schedule:
-   the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each).
+   the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each);
+   --shift: the reference classifiers see randomly translated poisons (input diversity, for transfer).
 
    Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
    MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
@@ -125,6 +126,7 @@ int main(int argc, char **argv)
             if (strcmp(v, "constant") && strcmp(v, "cosine")) { fprintf(stderr, "poison_mnist: --lr-schedule is constant or cosine\n"); return 2; }
             cfg.lr_schedule = strcmp(v, "constant") ? L2C_LR_COSINE : L2C_LR_CONSTANT;
         }
+        else if (!strcmp(a, "--shift")) cfg.warmup_shift = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--anchor")) cfg.anchor = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;

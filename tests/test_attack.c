@@ -185,6 +185,8 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(anchor, -1.0f);
     TA_REFUSED(anchor, (float)NAN);
     TA_REFUSED(lr_schedule, 2);
+    TA_REFUSED(warmup_shift, -1);
+    TA_REFUSED(warmup_shift, TA_SIDE);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.targeted = 1; cfg.label_map[1] = 7;
     CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL, "a label map outside the classes was accepted");
@@ -514,7 +516,51 @@ static void test_nearest_pairing_is_a_derangement(void)
     ta_teardown(&f);
 }
 
+/* warmup_shift: each member sees its own translated view of the poisoned batch, and the gradient
+   the warm-up uses is that of the ensemble's loss over those views (central differences in single
+   pixels, the translations held fixed by the draw number). */
+static void test_shifted_reference_gradient_matches_finite_difference(void)
+{
+    ta_fixture f;
+    l2c_model *lin = ta_linear();
+    l2c_attack *a;
+    float xp[4 * TA_SIDE * TA_SIDE], plain[4 * TA_SIDE * TA_SIDE], loss, lp, lm;
+    const float h = 1e-2f;
+    uint64_t draw;
+    int i, k, dx, dy, moved = 0;
+    double err = 0.0;
+    l2c_rng r;
+    REQUIRE(ta_setup(&f) && lin, "setup failed");
+    f.cfg.warmup_shift = 1;
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    REQUIRE(a && l2c_attack_add_reference(a, lin) == 0 && l2c__train_references(a) == 0, "setup failed: %s", l2c_error());
+    for (draw = 0; draw < 64 && !moved; draw++)   /* a draw in which some member is translated */
+        for (k = 0; k < a->nrefs; k++) { l2c__member_shift(a, draw, k, &dx, &dy); moved |= dx || dy; }
+    REQUIRE(moved, "no member was ever translated");
+    draw--;
+    l2c_rng_seed(&r, 9);
+    for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) xp[i] = 0.3f + 0.4f * l2c_rng_uniform(&r);
+    a->cfg.warmup_shift = 0;
+    REQUIRE(l2c__reference_grad(a, xp, 4, draw, &loss) == 0, "%s", l2c_error());
+    memcpy(plain, a->ref_grad, sizeof plain);
+    a->cfg.warmup_shift = 1;
+    REQUIRE(l2c__reference_grad(a, xp, 4, draw, &loss) == 0, "%s", l2c_error());
+    for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) err += fabs(a->ref_grad[i] - plain[i]);
+    CHECK(err > 1e-4, "the translated views gave the unshifted gradient (difference %g)", err);
+    memcpy(plain, a->ref_grad, sizeof plain);   /* now the gradient with the translations */
+    for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) {
+        float keep = xp[i], want;
+        xp[i] = keep + h; l2c__reference_grad(a, xp, 4, draw, &lp);
+        xp[i] = keep - h; l2c__reference_grad(a, xp, 4, draw, &lm);
+        xp[i] = keep;
+        want = (lp - lm) / (2 * h);
+        CHECK(fabs(plain[i] - want) <= 1e-3 + 0.02 * fabs(want), "pixel %d: gradient %.6g, finite difference %.6g", i, plain[i], want);
+    }
+    l2c_attack_free(a); l2c_model_free(lin); ta_teardown(&f);
+}
+
 static const l2ct_case l2ct_attack_cases[] = {
+    L2CT(test_shifted_reference_gradient_matches_finite_difference),
     L2CT(test_assignment_finds_the_cheapest_derangement),
     L2CT(test_nearest_pairing_is_a_derangement),
     L2CT(test_warmup_lowers_its_loss),
