@@ -480,6 +480,12 @@ L2C_API int l2c_attack_run_trial(l2c_attack *a);
    architectures (README). */
 #define L2C_MAX_REFERENCES 8
 L2C_API int l2c_attack_add_reference(l2c_attack *a, const l2c_model *classifier);
+/* Adds an architecture of imaginary victim: the trials then take the architectures in turn (trial t
+   trains a fresh victim of architecture t mod (1 + added), the victim template first), so that the
+   hypergradient learns to mislead several kinds of learner, not one. Each is trained like the
+   template (plain SGD, victim_lr). Needs cfg.victims = 1; up to L2C_MAX_REFERENCES in all. The
+   model is copied; a checkpoint resumes only with the same added victims. */
+L2C_API int l2c_attack_add_victim(l2c_attack *a, const l2c_model *classifier);
 /* Copies the warm-up targets w(y) (nclasses entries) into w once they are set (the reference
    classifiers are trained at the start of the warm-up, or of the first anchored trial); else
    L2C_EINVAL. A victim of the poison tends to read clean images of class w(y) as y. */
@@ -3800,6 +3806,10 @@ struct l2c_attack {
     l2c_batcher order;
     l2c_model *refs[L2C_MAX_REFERENCES];   /* the warm-up's reference classifiers; refs[0] has the victim's architecture */
     int nrefs, refs_trained;
+    l2c_model *archs[L2C_MAX_REFERENCES];  /* imaginary-victim architectures, taken in turn by the
+                                             trials: archs[0] is pool[0], the rest are added */
+    l2c_model *arch_probes[L2C_MAX_REFERENCES];   /* a scratch victim of each (arch_probes[0]: probe) */
+    int narchs;
     int w[L2C_MAX_CLASSES];          /* the warm-up targets w(y), set when the references are trained */
     float *ref_grad;                 /* batch-sized: their mean input gradient */
     float *shifted;                  /* batch-sized: a member's translated view (warmup_shift) */
@@ -3895,6 +3905,9 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     a->shifted = (float *)l2c__calloc(per * sizeof(float));
     a->refs[0] = l2c_model_clone(victim);
     a->nrefs = 1;
+    a->archs[0] = a->victim;
+    a->arch_probes[0] = a->probe;
+    a->narchs = 1;
     if (!a->ref_grad || !a->shifted || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
         !a->seed_grad || !a->grad_plus || !a->y ||
         l2c_adam_init(&a->adam, a->trainable, cfg->gen_lr, 0.9f, 0.999f, 1e-8f, 0) ||
@@ -3909,6 +3922,8 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
 L2C_API void l2c_attack_free(l2c_attack *a)
 {
     if (!a) return;
+    { int k; for (k = 1; k < a->narchs; k++) l2c_model_free(a->archs[k]), l2c_model_free(a->arch_probes[k]); }
+    if (a->narchs > 1) a->probe = a->arch_probes[0];
     l2c_model_free(a->frozen); l2c_model_free(a->trainable);
     if (a->pool) { int k; for (k = 0; k < a->cfg.victims; k++) l2c_model_free(a->pool[k]); }
     L2C_FREE(a->pool); L2C_FREE(a->age);
@@ -4123,6 +4138,38 @@ L2C_API int l2c_attack_add_reference(l2c_attack *a, const l2c_model *classifier)
     if (!(a->refs[a->nrefs] = l2c_model_clone(classifier))) return L2C_ENOMEM;
     a->nrefs++;
     return L2C_OK;
+}
+
+L2C_API int l2c_attack_add_victim(l2c_attack *a, const l2c_model *classifier)
+{
+    int c, h, w, k;
+    if (!a || !classifier) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: NULL argument");
+    if (a->cfg.victims != 1) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: needs cfg.victims = 1 (a pool of %d victims is set)", a->cfg.victims);
+    if (a->narchs >= L2C_MAX_REFERENCES) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: at most %d victim architectures", L2C_MAX_REFERENCES);
+    l2c_model_output_shape(classifier, &c, &h, &w);
+    if (classifier->in_c != a->train->c || classifier->in_h != a->train->h || classifier->in_w != a->train->w ||
+        c * h * w != a->train->nclasses)
+        return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: the classifier maps %dx%dx%d to %d outputs; the data is %dx%dx%d with %d classes",
+                         classifier->in_c, classifier->in_h, classifier->in_w, c * h * w, a->train->c, a->train->h, a->train->w, a->train->nclasses);
+    k = a->narchs;
+    a->archs[k] = l2c_model_clone(classifier);
+    a->arch_probes[k] = l2c_model_clone(classifier);
+    if (!a->archs[k] || !a->arch_probes[k]) {
+        l2c_model_free(a->archs[k]); l2c_model_free(a->arch_probes[k]);
+        return L2C_ENOMEM;
+    }
+    a->narchs++;
+    return L2C_OK;
+}
+
+/* With several victim architectures, trial t trains a fresh victim of architecture t mod narchs. */
+static void l2c__next_architecture(l2c_attack *a)
+{
+    int k = a->trials_done % a->narchs;
+    a->victim = a->archs[k];
+    a->probe = a->arch_probes[k];
+    a->sgd.n = a->victim->nparams;
+    l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
 }
 
 /* Trains reference classifier k on clean data (SGD, momentum 0.9, the victim's lr). */
@@ -4372,9 +4419,10 @@ L2C_API int l2c_attack_run_trial(l2c_attack *a)
     /* The batch order depends only on (seed, trial): resuming from a checkpoint repeats exactly
        what an uninterrupted run does. */
     l2c_batcher_reseed(&a->order, a->cfg.seed * 7919u + (uint64_t)a->trials_done);
+    if (a->narchs > 1) l2c__next_architecture(a);
     for (s = 1; s <= steps; s++) {
         int n = l2c__next_batch(a);
-        l2c__pick_victim(a, steps);
+        if (a->narchs == 1) l2c__pick_victim(a, steps);
         a->adam.lr = l2c__scheduled_lr(a, a->steps_done, (long)a->cfg.trials * steps);
         if ((rc = l2c__attack_step(a, n, &pr.victim_loss, &pr.clean_loss))) return rc;
         a->age[a->steps_done % a->cfg.victims]++;
@@ -4411,6 +4459,7 @@ static int l2c__ensemble_signature(const l2c_attack *a, uint32_t *sig)
     memset(&b, 0, sizeof b);
     l2c__put_u32(&b, (uint32_t)a->nrefs);
     for (k = 0; k < a->nrefs; k++) l2c__put_arch(&b, a->refs[k]);
+    for (k = 1; k < a->narchs; k++) l2c__put_arch(&b, a->archs[k]);   /* absent without added victims */
     if (b.failed) { L2C_FREE(b.p); return l2c__fail(L2C_ENOMEM, "attack checkpoint: out of memory"); }
     *sig = l2c__checksum(b.p, b.len);
     L2C_FREE(b.p);
@@ -4463,7 +4512,7 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
     if (l2c__ensemble_signature(a, &sig)) return L2C_ENOMEM;
     K = a->cfg.victims;
     gen_state = l2c__state_bytes(a->frozen);
-    vic_state = l2c__state_bytes(a->probe);
+    vic_state = l2c__state_bytes(a->pool[0]);
     head = 36 + 4 * (size_t)K;
     expected = head + l2c__arch_bytes(a->frozen) + 2 * gen_state + K * vic_state + l2c__adam_bytes(&a->adam) + 4;
     rc = l2c__read_file(path, &p, &len, expected);
@@ -4471,8 +4520,8 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
     rc = l2c__verify(path, p, len, expected, "L2CA");
     if (!rc) rc = l2c__check_arch(path, p + head, a->frozen);
     if (!rc && l2c__get_u32(p + 32) != sig)
-        rc = l2c__fail(L2C_EFORMAT, "%s: made with another reference ensemble (add the same reference classifiers, %d now)",
-                       path, a->nrefs);
+        rc = l2c__fail(L2C_EFORMAT, "%s: made with another reference ensemble or other victim architectures (add the same reference classifiers, %d now, and victims, %d now)",
+                       path, a->nrefs, a->narchs);
     s = p + head + l2c__arch_bytes(a->frozen);
     if (!rc) rc = l2c__get_adam(path, s + 2 * gen_state + K * vic_state, &a->adam);
     if (!rc) {

@@ -5,14 +5,16 @@
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
                        [--warmup STEPS] [--references LIST] [--anchor W] [--pairing next|nearest]
-                       [--lr-schedule constant|cosine] [--shift PIXELS]
+                       [--lr-schedule constant|cosine] [--shift PIXELS] [--trial-victims LIST]
 
    --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
    imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective
    kept during the trials (0: the paper's objective alone); --pairing: which class's features the
    warm-up paints into each class (next: y+1; nearest: the most confusable pairing); --lr-schedule:
    the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each);
-   --shift: the reference classifiers see randomly translated poisons (input diversity, for transfer).
+   --shift: the reference classifiers see randomly translated poisons (input diversity, for transfer);
+   --trial-victims: classifiers (as for --references) whose architectures the trials' imaginary
+   victims take in turn after the reference CNN's.
 
    Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
    MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
@@ -51,15 +53,17 @@ static int progress(const l2c_attack_progress *p, void *user)
 
 static int fail(const char *what) { fprintf(stderr, "poison_mnist: %s: %s\n", what, l2c_error()); return 1; }
 
-/* Adds each classifier of a comma-separated list of names to the warm-up's reference ensemble. */
-static int add_references(l2c_attack *attack, const char *list, uint64_t seed)
+/* Adds each classifier of a comma-separated list of names with add (l2c_attack_add_reference: to
+   the warm-up's reference ensemble; l2c_attack_add_victim: to the trials' victim architectures). */
+static int add_classifiers(l2c_attack *attack, const char *list, uint64_t seed,
+                           int (*add)(l2c_attack *, const l2c_model *))
 {
     char names[256], *name;
     if (!strcmp(list, "none")) return 0;
     snprintf(names, sizeof names, "%s", list);
     for (name = strtok(names, ","); name; name = strtok(NULL, ",")) {
         l2c_model *m = l2c_mnist_classifier(name, seed);
-        int rc = m ? l2c_attack_add_reference(attack, m) : -1;
+        int rc = m ? add(attack, m) : -1;
         l2c_model_free(m);
         if (rc) return rc;
     }
@@ -87,6 +91,7 @@ int main(int argc, char **argv)
     const char *data = "build/mnist", *out = "out/poisoned", *ckpt = "out/attack.ckpt";
     const char *arch = "autoencoder";   /* learnt ~2-5x more per step than the reference generator (README) */
     const char *references = "softmax,mlp,lenet";   /* diverse architectures: the poison transfers (README) */
+    const char *trial_victims = "none";             /* further imaginary-victim architectures */
     char path[1024], path2[1024];
     float fraction = 1.0f;
     int fresh = 0, threads = 0, width = 100, i, rc, trials_left;
@@ -116,6 +121,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--lifetime")) cfg.victim_lifetime = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--warmup")) cfg.warmup_steps = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--references")) references = arg_value(argc, argv, &i);
+        else if (!strcmp(a, "--trial-victims")) trial_victims = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--pairing")) {
             const char *v = arg_value(argc, argv, &i);
             if (strcmp(v, "next") && strcmp(v, "nearest")) { fprintf(stderr, "poison_mnist: --pairing is next or nearest\n"); return 2; }
@@ -150,7 +156,8 @@ int main(int argc, char **argv)
     cfg.user = &cfg.trials;
     attack = gen && victim ? l2c_attack_new(&cfg, gen, victim, &train) : NULL;
     if (!attack) return fail("setting up the attack");
-    if (add_references(attack, references, cfg.seed)) return fail("--references");
+    if (add_classifiers(attack, references, cfg.seed, l2c_attack_add_reference)) return fail("--references");
+    if (add_classifiers(attack, trial_victims, cfg.seed, l2c_attack_add_victim)) return fail("--trial-victims");
 
     /* Resume when a checkpoint exists; refuse (rather than overwrite) one that does not fit. */
     if (!fresh && (rc = l2c_attack_load(attack, ckpt)) != 0) {

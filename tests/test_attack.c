@@ -199,19 +199,24 @@ static void test_attack_refuses_bad_settings(void)
 
 static int ta_stop_after(const l2c_attack_progress *p, void *user) { return p->step >= *(int *)user; }
 
-/* A new attack; with an anchor, the linear classifier joins its reference ensemble. */
-static l2c_attack *ta_new(const l2c_attack_config *cfg, l2c_model *g, l2c_model *v, const l2c_dataset *d)
+/* A new attack; with an anchor, the linear classifier joins its reference ensemble; with
+   linear_victim, it is also a second imaginary-victim architecture. */
+static l2c_attack *ta_new(const l2c_attack_config *cfg, l2c_model *g, l2c_model *v, const l2c_dataset *d, int linear_victim)
 {
-    l2c_model *lin = cfg->anchor > 0.0f ? ta_linear() : NULL;
-    l2c_attack *a = l2c_attack_new(cfg, g, v, d);
-    if (a && lin && l2c_attack_add_reference(a, lin)) { l2c_attack_free(a); a = NULL; }
+    l2c_model *lin = ta_linear();
+    l2c_attack *a = lin ? l2c_attack_new(cfg, g, v, d) : NULL;
+    if (a && ((cfg->anchor > 0.0f && l2c_attack_add_reference(a, lin)) || (linear_victim && l2c_attack_add_victim(a, lin)))) {
+        l2c_attack_free(a);
+        a = NULL;
+    }
     l2c_model_free(lin);
     return a;
 }
 
 /* victims / lifetime: the paper's one fresh victim per trial, or a pool living across trials;
-   anchor > 0: the warm-up objective (two reference classifiers) kept during the trials. */
-static void ta_check_resume(int victims, int lifetime, float anchor, int lr_schedule)
+   anchor > 0: the warm-up objective (two reference classifiers) kept during the trials;
+   linear_victim: trials alternate between two victim architectures, the references see shifted views. */
+static void ta_check_resume(int victims, int lifetime, float anchor, int lr_schedule, int linear_victim)
 {
     l2c_dataset d;
     float x[TA_N * TA_SIDE * TA_SIDE];
@@ -225,27 +230,27 @@ static void ta_check_resume(int victims, int lifetime, float anchor, int lr_sche
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3;
     cfg.victims = victims; cfg.victim_lifetime = lifetime; cfg.warmup_steps = 5; cfg.anchor = anchor;
-    cfg.lr_schedule = lr_schedule;
-    a = ta_new(&cfg, g, v, &d);                 /* uninterrupted: warm-up and 3 trials */
+    cfg.lr_schedule = lr_schedule; cfg.warmup_shift = linear_victim;
+    a = ta_new(&cfg, g, v, &d, linear_victim);                 /* uninterrupted: warm-up and 3 trials */
     REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
     CHECK(l2c_attack_trials_done(a) == 3 && l2c_attack_warmed_up(a), "trials done %d", l2c_attack_trials_done(a));
     cfg.progress = ta_stop_after; cfg.user = &stop_at;
-    b = ta_new(&cfg, g, v, &d);                 /* interrupted in the warm-up */
+    b = ta_new(&cfg, g, v, &d, linear_victim);                 /* interrupted in the warm-up */
     REQUIRE(b, "setup failed: %s", l2c_error());
     CHECK(l2c_attack_run_trial(b) == 1 && !l2c_attack_warmed_up(b), "the interrupted warm-up was counted");
     l2c_attack_free(b);
     cfg.progress = NULL;
-    b = ta_new(&cfg, g, v, &d);                 /* warm-up, 1 trial, save, interrupted in trial 2 */
+    b = ta_new(&cfg, g, v, &d, linear_victim);                 /* warm-up, 1 trial, save, interrupted in trial 2 */
     REQUIRE(b && l2c_attack_run_trial(b) == 0 && l2c_attack_warmed_up(b) && l2c_attack_trials_done(b) == 0,
             "warm-up failed: %s", l2c_error());
     REQUIRE(l2c_attack_run_trial(b) == 0 && l2c_attack_save(b, path) == 0, "save failed: %s", l2c_error());
     cfg.progress = ta_stop_after; cfg.user = &stop_at;
     l2c_attack_free(b);
-    b = ta_new(&cfg, g, v, &d);
+    b = ta_new(&cfg, g, v, &d, linear_victim);
     REQUIRE(b && l2c_attack_load(b, path) == 0, "load failed: %s", l2c_error());
     CHECK(l2c_attack_run_trial(b) == 1 && l2c_attack_trials_done(b) == 1, "the interrupted trial was counted");
     cfg.progress = NULL;
-    c = ta_new(&cfg, g, v, &d);                 /* a new process resumes from the file */
+    c = ta_new(&cfg, g, v, &d, linear_victim);                 /* a new process resumes from the file */
     REQUIRE(c && l2c_attack_load(c, path) == 0 && l2c_attack_trials_done(c) == 1 && l2c_attack_warmed_up(c),
             "resume failed: %s", l2c_error());
     REQUIRE(l2c_attack_run(c) == 0, "resumed run failed: %s", l2c_error());
@@ -253,8 +258,8 @@ static void ta_check_resume(int victims, int lifetime, float anchor, int lr_sche
           "resumed generator differs from the uninterrupted one");
     if (anchor > 0.0f) {   /* resuming without the linear member is refused, the attack untouched */
         l2c_attack *plain;
-        cfg.anchor = 0.0f;
-        plain = ta_new(&cfg, g, v, &d);
+        if (!linear_victim) cfg.anchor = 0.0f;   /* else: without the added victim architecture */
+        plain = ta_new(&cfg, g, v, &d, 0);
         REQUIRE(plain, "setup failed: %s", l2c_error());
         CHECK_FAILS(l2c_attack_load(plain, path));
         CHECK(strstr(l2c_error(), "reference ensemble") != NULL, "message: %s", l2c_error());
@@ -267,10 +272,43 @@ static void ta_check_resume(int victims, int lifetime, float anchor, int lr_sche
     l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
-static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0, 0.0f, L2C_LR_CONSTANT); }
-static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5, 0.0f, L2C_LR_CONSTANT); }
-static void test_attack_checkpoint_resumes_with_anchor(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT); }
-static void test_attack_checkpoint_resumes_cosine_schedule(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_COSINE); }
+static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0, 0.0f, L2C_LR_CONSTANT, 0); }
+static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5, 0.0f, L2C_LR_CONSTANT, 0); }
+static void test_attack_checkpoint_resumes_with_anchor(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 0); }
+static void test_attack_checkpoint_resumes_cosine_schedule(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_COSINE, 0); }
+static void test_attack_checkpoint_resumes_victim_architectures(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 1); }
+
+/* l2c_attack_add_victim: trials take the architectures in turn, each victim fresh; bad ones refused. */
+static void test_trials_take_the_victim_architectures_in_turn(void)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator(), *v = ta_victim(), *lin = ta_linear(), *big = l2c_mnist_victim(50, 1);
+    l2c_attack_config cfg;
+    l2c_attack *a;
+    int t;
+    REQUIRE(g && v && lin && big, "setup failed");
+    ta_dataset(&d, x);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4; cfg.trials = 4; cfg.steps_per_trial = 2; cfg.warmup_steps = 0; cfg.anchor = 0.0f;
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a && l2c_attack_add_victim(a, lin) == 0, "add_victim failed: %s", l2c_error());
+    CHECK_FAILS(l2c_attack_add_victim(a, big));   /* 28x28 input for 4x4 data */
+    CHECK_FAILS(l2c_attack_add_victim(a, NULL));
+    for (t = 0; t < 4; t++) {
+        size_t want = t % 2 ? lin->nparams : v->nparams;
+        REQUIRE(l2c_attack_run_trial(a) == 0, "trial %d failed: %s", t + 1, l2c_error());
+        CHECK(l2c_attack_victim(a)->nparams == want, "trial %d trained a victim of %zu parameters, want %zu",
+              t + 1, l2c_attack_victim(a)->nparams, want);
+    }
+    l2c_attack_free(a);
+    cfg.victims = 2;
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a, "setup failed: %s", l2c_error());
+    CHECK_FAILS(l2c_attack_add_victim(a, lin));   /* a pool and architectures do not mix */
+    l2c_attack_free(a);
+    l2c_model_free(g); l2c_model_free(v); l2c_model_free(lin); l2c_model_free(big); l2c_dataset_free(&d);
+}
 
 /* The tiny problem with the default settings at batch 4: what most attack tests start from. */
 typedef struct ta_fixture {
@@ -570,6 +608,8 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_every_reference_classifier_contributes),
     L2CT(test_attack_checkpoint_resumes_with_anchor),
     L2CT(test_attack_checkpoint_resumes_cosine_schedule),
+    L2CT(test_attack_checkpoint_resumes_victim_architectures),
+    L2CT(test_trials_take_the_victim_architectures_in_turn),
     L2CT(test_cosine_schedule),
     L2CT(test_warmup_targets),
     L2CT(test_hypergradient_matches_unrolled_objective),
