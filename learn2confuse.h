@@ -358,6 +358,11 @@ L2C_API int  l2c_batcher_next(l2c_batcher *b, const int **idx);
 L2C_API void l2c_batcher_reseed(l2c_batcher *b, uint64_t seed);
 L2C_API void l2c_batcher_free(l2c_batcher *b);
 
+/* Translation (data augmentation): out(y, x) = in(y - dy, x - dx) on each of `planes` h x w planes,
+   zero where the source falls outside. in and out must not overlap. L2C_EINVAL for NULL or
+   overlapping buffers, non-positive sizes. */
+L2C_API int  l2c_translate(const float *in, float *out, int planes, int h, int w, int dx, int dy);
+
 /* ================================================================================================
    8. KERNELS
    All heavy arithmetic goes through these; they know nothing of tensors or autograd.
@@ -3706,6 +3711,33 @@ L2C_API int l2c_batcher_next(l2c_batcher *b, const int **idx)
 
 L2C_API void l2c_batcher_free(l2c_batcher *b) { if (b) { L2C_FREE(b->order); b->order = NULL; } }
 
+/* Translates n planes of h x w by (dx, dy) pixels, filling with zeros: out(y, x) = in(y - dy, x - dx).
+   Its adjoint is the shift by (-dx, -dy), so the same function carries gradients back. */
+static void l2c__shift_planes(const float *in, float *out, int planes, int h, int w, int dx, int dy, int accumulate)
+{
+    int p, y, x;
+    for (p = 0; p < planes; p++) {
+        const float *src = in + (size_t)p * h * w;
+        float *dst = out + (size_t)p * h * w;
+        for (y = 0; y < h; y++)
+            for (x = 0; x < w; x++) {
+                int sy = y - dy, sx = x - dx;
+                float v = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[sy * w + sx] : 0.0f;
+                if (accumulate) dst[y * w + x] += v; else dst[y * w + x] = v;
+            }
+    }
+}
+
+L2C_API int l2c_translate(const float *in, float *out, int planes, int h, int w, int dx, int dy)
+{
+    size_t n;
+    if (!in || !out || planes < 1 || h < 1 || w < 1) return l2c__fail(L2C_EINVAL, "l2c_translate: NULL buffer or a size below 1");
+    n = (size_t)planes * h * w;
+    if (in < out + n && out < in + n) return l2c__fail(L2C_EINVAL, "l2c_translate: in and out overlap");
+    l2c__shift_planes(in, out, planes, h, w, dx, dy, 0);
+    return L2C_OK;
+}
+
 /* ---------------------------------------------------------------- 9. the attack --------------- */
 
 /* Reference models. Each builder step returns 0 on success, so a chain of them is one `||`. */
@@ -4205,23 +4237,6 @@ static int l2c__train_references(l2c_attack *a)
     else if (!rc) l2c__warmup_targets(a, a->w);
     if (!rc) a->refs_trained = 1;
     return rc;
-}
-
-/* Translates n planes of h x w by (dx, dy) pixels, filling with zeros: out(y, x) = in(y - dy, x - dx).
-   Its adjoint is the shift by (-dx, -dy), so the same function carries gradients back. */
-static void l2c__shift_planes(const float *in, float *out, int planes, int h, int w, int dx, int dy, int accumulate)
-{
-    int p, y, x;
-    for (p = 0; p < planes; p++) {
-        const float *src = in + (size_t)p * h * w;
-        float *dst = out + (size_t)p * h * w;
-        for (y = 0; y < h; y++)
-            for (x = 0; x < w; x++) {
-                int sy = y - dy, sx = x - dx;
-                float v = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[sy * w + sx] : 0.0f;
-                if (accumulate) dst[y * w + x] += v; else dst[y * w + x] = v;
-            }
-    }
 }
 
 /* The random translation of member k at draw `draw` (cfg.warmup_shift): a function of the seed only,

@@ -7,24 +7,27 @@
                      [--seed S] [--generator FILE --eps E] [--confusion-dir DIR] [--json]
    --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
    in the shape of the paper's Table 1.
-   victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide (default: all; built by
-   l2c_mnist_classifier) */
+   victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained
+   with random shifts, a defender's augmentation) (default: all; built by l2c_mnist_classifier) */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct victim { const char *name, *recipe; int adam; float lr; } victim;
+/* name, architecture (l2c_mnist_classifier), recipe, Adam (else SGD momentum 0.9), lr, and the
+   largest random translation of each training image in pixels (data augmentation; 0: none). */
+typedef struct victim { const char *name, *arch, *recipe; int adam; float lr; int shift; } victim;
 static const victim VICTIMS[] = {
-    { "softmax", "softmax regression, Adam 1e-3, batch 64", 1, 1e-3f },
-    { "mlp", "784-512-512-10 ReLU MLP, Adam 1e-3, batch 64", 1, 1e-3f },
-    { "lenet", "LeNet (maxpool, no BN), Adam 1e-3, batch 64", 1, 1e-3f },
-    { "cnn-small", "paper's small CNN, SGD 0.01 momentum 0.9", 0, 0.01f },
-    { "cnn", "paper's reference CNN, SGD 0.01 momentum 0.9", 0, 0.01f },
-    { "cnn-large", "paper's large CNN, SGD 0.01 momentum 0.9", 0, 0.01f },
-    { "cnn3x3", "3x3-conv CNN (16/32, maxpool, dense 128), Adam 1e-3", 1, 1e-3f },
-    { "mlp-wide", "784-1024-10 ReLU MLP, SGD 0.05 momentum 0.9", 0, 0.05f },
+    { "softmax", "softmax", "softmax regression, Adam 1e-3, batch 64", 1, 1e-3f, 0 },
+    { "mlp", "mlp", "784-512-512-10 ReLU MLP, Adam 1e-3, batch 64", 1, 1e-3f, 0 },
+    { "lenet", "lenet", "LeNet (maxpool, no BN), Adam 1e-3, batch 64", 1, 1e-3f, 0 },
+    { "cnn-small", "cnn-small", "paper's small CNN, SGD 0.01 momentum 0.9", 0, 0.01f, 0 },
+    { "cnn", "cnn", "paper's reference CNN, SGD 0.01 momentum 0.9", 0, 0.01f, 0 },
+    { "cnn-large", "cnn-large", "paper's large CNN, SGD 0.01 momentum 0.9", 0, 0.01f, 0 },
+    { "cnn3x3", "cnn3x3", "3x3-conv CNN (16/32, maxpool, dense 128), Adam 1e-3", 1, 1e-3f, 0 },
+    { "mlp-wide", "mlp-wide", "784-1024-10 ReLU MLP, SGD 0.05 momentum 0.9", 0, 0.05f, 0 },
+    { "cnn3x3-aug", "cnn3x3", "cnn3x3, Adam 1e-3, random shifts of +-2 pixels", 1, 1e-3f, 2 },
 };
 #define NVICTIMS (int)(sizeof VICTIMS / sizeof VICTIMS[0])
 
@@ -44,16 +47,29 @@ static double share(const uint8_t *pred, const uint8_t *labels, int n, int shift
     return (double)hits / n;
 }
 
+/* Moves each of the n images in x by its own random offset of at most `shift` pixels. */
+static void augment(float *x, float *tmp, int n, int shift, l2c_rng *rng)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        int dx = (int)l2c_rng_below(rng, 2 * shift + 1) - shift, dy = (int)l2c_rng_below(rng, 2 * shift + 1) - shift;
+        l2c_translate(x + i * 784, tmp, 1, 28, 28, dx, dy);
+        memcpy(x + i * 784, tmp, 784 * sizeof(float));
+    }
+}
+
 /* One epoch of the victim's recipe over the training set. */
 static int train_epoch(l2c_model *m, l2c_tape *t, const victim *v, l2c_sgd *sgd, l2c_adam *adam,
                        const l2c_dataset *train, l2c_batcher *order, float *x, uint8_t *y)
 {
+    float tmp[784];
     const int *idx;
     int n;
     while ((n = l2c_batcher_next(order, &idx)) > 0) {
         l2c_tensor *in, *out, *loss;
         if (n < 2) continue;   /* batch norm needs two samples */
         l2c_dataset_gather(train, idx, n, x, y);
+        if (v->shift) augment(x, tmp, n, v->shift, &order->rng);   /* the batcher's generator: seeded */
         l2c_tape_reset(t);
         in = l2c_tape_input(t, n, 1, 28, 28, x, 0);
         out = in ? l2c_model_forward(t, m, in, L2C_TRAIN) : NULL;
@@ -87,7 +103,7 @@ typedef struct result { double final_acc, peak_acc, shifted, noise_acc; } result
 static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_dataset *test, const float *xtest,
                     const float *noise, int epochs, uint64_t seed, l2c_tape *tape, uint8_t *pred, result *r)
 {
-    l2c_model *m = l2c_mnist_classifier(vi->name, seed);
+    l2c_model *m = l2c_mnist_classifier(vi->arch, seed);
     l2c_sgd sgd;
     l2c_adam adam;
     l2c_batcher order;
@@ -173,7 +189,7 @@ static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf
 int main(int argc, char **argv)
 {
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
-    const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide", *gen_path = NULL, *conf_dir = NULL;
+    const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug", *gen_path = NULL, *conf_dir = NULL;
     int epochs = 2, json = 0, i, v, first = 1;
     unsigned long seed = 7;
     float eps = 0.3f, *xtest, *noise = NULL;

@@ -40,6 +40,10 @@ expect poison_rejects_negative_warmup 1 "warmup_steps" $P --data "$T/good" --out
 expect poison_rejects_unknown_reference 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --references mlp,resnet
 expect poison_rejects_bad_pairing 2 "pairing" $P --data "$T/good" --out "$T/out" --pairing random
 expect poison_rejects_bad_lr_schedule 2 "lr-schedule" $P --data "$T/good" --out "$T/out" --lr-schedule linear
+expect poison_rejects_negative_shift 1 "warmup_shift" $P --data "$T/good" --out "$T/out" --shift -1
+expect poison_rejects_shift_of_the_whole_image 1 "warmup_shift" $P --data "$T/good" --out "$T/out" --shift 28
+expect poison_rejects_unknown_trial_victim 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --trial-victims lenet,resnet
+expect poison_rejects_trial_victims_with_a_pool 1 "victims = 1" $P --data "$T/good" --out "$T/out" --trial-victims lenet --victims 2
 expect poison_rejects_negative_anchor 1 "anchor" $P --data "$T/good" --out "$T/out" --anchor -1
 expect poison_rejects_unknown_option 2 "unknown option" $P --data "$T/good" --bogus
 expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"
@@ -49,6 +53,7 @@ expect poison_runs_on_good_data 0 "wrote" $P --data "$T/good" --out "$T/out"
 expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/out"
 cp "$T/ckpt" "$T/ckpt.before"
 expect poison_refuses_checkpoint_of_other_references 1 "reference ensemble" $P --data "$T/good" --out "$T/out" --references none
+expect poison_refuses_checkpoint_of_other_trial_victims 1 "victim architectures" $P --data "$T/good" --out "$T/out" --trial-victims mlp
 expect poison_refuses_checkpoint_of_other_generator 1 "another kind or architecture" $P --data "$T/good" --out "$T/out" --generator mnist
 if cmp -s "$T/ckpt" "$T/ckpt.before"; then ok checkpoint_untouched_after_refusal; else ko checkpoint_untouched_after_refusal; fi
 cp "$T/out/train-images-idx3-ubyte" "$T/images.before"
@@ -59,6 +64,7 @@ if ls "$T/out" | grep -q tmp; then ko no_temporary_files_left; else ok no_tempor
 
 E="$B/eval_mnist --test $T/good --epochs 1 --victims softmax"
 expect eval_runs_on_poisoned_set 0 "softmax" $E --train "$T/out" --generator "$T/out/generator.l2c" --baseline "$T/good"
+expect eval_runs_an_augmented_victim 0 "cnn3x3-aug" $B/eval_mnist --test $T/good --epochs 1 --victims cnn3x3-aug --train "$T/out"
 expect eval_json 0 '"victims"' $E --train "$T/out" --json
 expect eval_rejects_32x32_images 1 "28x28" $E --train "$T/big"
 expect eval_rejects_count_mismatch 1 "labels" $E --train "$T/mismatch"

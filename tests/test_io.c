@@ -639,7 +639,34 @@ static void test_dataset_load_refuses_inconsistent_files(void)
     l2c_dataset_free(&ds);
 }
 
+/* l2c_translate moves each plane and fills with zeros; shifting back recovers the overlap; bad
+   arguments are refused. */
+static void test_translate_moves_planes_and_fills_with_zeros(void)
+{
+    float in[2 * 3 * 4], out[2 * 3 * 4], back[2 * 3 * 4];
+    int i, p, y, x;
+    for (i = 0; i < 24; i++) in[i] = (float)(i + 1);
+    REQUIRE(l2c_translate(in, out, 2, 3, 4, 1, -1) == 0, "%s", l2c_error());
+    for (p = 0; p < 2; p++)
+        for (y = 0; y < 3; y++)
+            for (x = 0; x < 4; x++) {
+                int sy = y + 1, sx = x - 1;   /* out(y, x) = in(y - dy, x - dx) with dx = 1, dy = -1 */
+                float want = sy < 3 && sx >= 0 ? in[p * 12 + sy * 4 + sx] : 0.0f;
+                CHECK(out[p * 12 + y * 4 + x] == want, "plane %d (%d, %d): got %g, want %g", p, y, x, out[p * 12 + y * 4 + x], want);
+            }
+    REQUIRE(l2c_translate(out, back, 2, 3, 4, -1, 1) == 0, "%s", l2c_error());
+    for (p = 0; p < 2; p++)
+        for (y = 1; y < 3; y++)   /* the pixels that stayed inside both times */
+            for (x = 0; x < 3; x++) CHECK(back[p * 12 + y * 4 + x] == in[p * 12 + y * 4 + x], "round trip lost (%d, %d)", y, x);
+    CHECK_FAILS(l2c_translate(in, in, 2, 3, 4, 1, 0));
+    CHECK_FAILS(l2c_translate(in, in + 4, 2, 3, 4, 1, 0));
+    CHECK_FAILS(l2c_translate(NULL, out, 2, 3, 4, 1, 0));
+    CHECK_FAILS(l2c_translate(in, out, 0, 3, 4, 1, 0));
+    CHECK_FAILS(l2c_translate(in, out, 2, 3, -4, 1, 0));
+}
+
 static const l2ct_case l2ct_io_cases[] = {
+    L2CT(test_translate_moves_planes_and_fills_with_zeros),
     L2CT(test_model_save_load_round_trip_is_bit_identical),
     L2CT(test_model_load_refuses_another_architecture),
     L2CT(test_model_load_refuses_truncated_or_extended_files),
