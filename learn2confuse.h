@@ -4156,17 +4156,24 @@ static int l2c__nearest_targets(l2c_attack *a, int *w)
     return rc;
 }
 
-L2C_API int l2c_attack_add_reference(l2c_attack *a, const l2c_model *classifier)
+/* Whether a classifier fits the attack's data: its input shape, and one output per class. */
+static int l2c__check_classifier(const l2c_attack *a, const l2c_model *classifier, const char *who)
 {
     int c, h, w;
-    if (!a || !classifier) return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: NULL argument");
-    if (a->refs_trained) return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: the reference classifiers are already trained");
-    if (a->nrefs >= L2C_MAX_REFERENCES) return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: at most %d reference classifiers", L2C_MAX_REFERENCES);
     l2c_model_output_shape(classifier, &c, &h, &w);
     if (classifier->in_c != a->train->c || classifier->in_h != a->train->h || classifier->in_w != a->train->w ||
         c * h * w != a->train->nclasses)
-        return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: the classifier maps %dx%dx%d to %d outputs; the data is %dx%dx%d with %d classes",
+        return l2c__fail(L2C_EINVAL, "%s: the classifier maps %dx%dx%d to %d outputs; the data is %dx%dx%d with %d classes", who,
                          classifier->in_c, classifier->in_h, classifier->in_w, c * h * w, a->train->c, a->train->h, a->train->w, a->train->nclasses);
+    return L2C_OK;
+}
+
+L2C_API int l2c_attack_add_reference(l2c_attack *a, const l2c_model *classifier)
+{
+    if (!a || !classifier) return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: NULL argument");
+    if (a->refs_trained) return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: the reference classifiers are already trained");
+    if (a->nrefs >= L2C_MAX_REFERENCES) return l2c__fail(L2C_EINVAL, "l2c_attack_add_reference: at most %d reference classifiers", L2C_MAX_REFERENCES);
+    if (l2c__check_classifier(a, classifier, "l2c_attack_add_reference")) return L2C_EINVAL;
     if (!(a->refs[a->nrefs] = l2c_model_clone(classifier))) return L2C_ENOMEM;
     a->nrefs++;
     return L2C_OK;
@@ -4174,16 +4181,11 @@ L2C_API int l2c_attack_add_reference(l2c_attack *a, const l2c_model *classifier)
 
 L2C_API int l2c_attack_add_victim(l2c_attack *a, const l2c_model *classifier)
 {
-    int c, h, w, k;
+    int k = a ? a->narchs : 0;
     if (!a || !classifier) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: NULL argument");
     if (a->cfg.victims != 1) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: needs cfg.victims = 1 (a pool of %d victims is set)", a->cfg.victims);
     if (a->narchs >= L2C_MAX_REFERENCES) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: at most %d victim architectures", L2C_MAX_REFERENCES);
-    l2c_model_output_shape(classifier, &c, &h, &w);
-    if (classifier->in_c != a->train->c || classifier->in_h != a->train->h || classifier->in_w != a->train->w ||
-        c * h * w != a->train->nclasses)
-        return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: the classifier maps %dx%dx%d to %d outputs; the data is %dx%dx%d with %d classes",
-                         classifier->in_c, classifier->in_h, classifier->in_w, c * h * w, a->train->c, a->train->h, a->train->w, a->train->nclasses);
-    k = a->narchs;
+    if (l2c__check_classifier(a, classifier, "l2c_attack_add_victim")) return L2C_EINVAL;
     a->archs[k] = l2c_model_clone(classifier);
     a->arch_probes[k] = l2c_model_clone(classifier);
     if (!a->archs[k] || !a->arch_probes[k]) {
