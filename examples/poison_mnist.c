@@ -4,9 +4,10 @@
                        [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
-                       [--warmup STEPS] [--references LIST] [--anchor W] [--pairing next|nearest]
+                       [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--trial-victims LIST]
 
+   --ref-epochs: epochs of clean training of the reference classifiers (default 1);
    --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
    imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective
    kept during the trials (0: the paper's objective alone); --pairing: which class's features the
@@ -120,6 +121,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--victims")) cfg.victims = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--lifetime")) cfg.victim_lifetime = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--warmup")) cfg.warmup_steps = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--ref-epochs")) cfg.warmup_epochs = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--references")) references = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--trial-victims")) trial_victims = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--pairing")) {
