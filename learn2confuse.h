@@ -432,6 +432,10 @@ typedef struct l2c_attack_config {
                               easiest: most confusable classes paired)        default L2C_PAIR_NEXT */
     float anchor;          /* weight of the warm-up objective kept during the trials, relative to
                               the hypergradient (0: the paper's pure objective)     default 1 */
+    float shortcut;        /* weight of an error-minimising term in the trials, relative to the
+                              hypergradient: xi' also lowers the current victim's loss on its own
+                              poisoned batch (true labels), so that victims learn the noise, not the
+                              image, as the label (0: the paper's objective)        default 0 */
     int warmup_shift;      /* input diversity: each reference member sees the poisoned batch
                               translated by a random (dx, dy) in [-shift, shift] pixels (zero fill),
                               drawn anew per member and step, in the warm-up and the anchor; noise
@@ -3845,6 +3849,7 @@ struct l2c_attack {
     int w[L2C_MAX_CLASSES];          /* the warm-up targets w(y), set when the references are trained */
     float *ref_grad;                 /* batch-sized: their mean input gradient */
     float *shifted;                  /* batch-sized: a member's translated view (warmup_shift) */
+    float *victim_xgrad;             /* batch-sized: the victim's input gradient on x' (shortcut) */
     int trials_done;
     int warmed_up;
     double started;
@@ -3883,6 +3888,7 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     if (cfg->pairing != L2C_PAIR_NEXT && cfg->pairing != L2C_PAIR_NEAREST) return l2c__fail(L2C_EINVAL, "attack: pairing %d is not L2C_PAIR_NEXT or L2C_PAIR_NEAREST", cfg->pairing);
     if (cfg->lr_schedule != L2C_LR_CONSTANT && cfg->lr_schedule != L2C_LR_COSINE) return l2c__fail(L2C_EINVAL, "attack: lr_schedule %d is not L2C_LR_CONSTANT or L2C_LR_COSINE", cfg->lr_schedule);
     if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
+    if (!(cfg->shortcut >= 0.0f && cfg->shortcut <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: shortcut %g must be in [0, 1e6]", cfg->shortcut);
     if (cfg->warmup_steps < 0 || cfg->warmup_epochs < 0 || ((cfg->warmup_steps > 0 || cfg->anchor > 0.0f) && cfg->warmup_epochs < 1))
         return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs >= 1 when warming up or anchoring");
     if (cfg->warmup_shift < 0 || cfg->warmup_shift >= d->h || cfg->warmup_shift >= d->w)
@@ -3935,12 +3941,13 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     a->y = (uint8_t *)l2c__calloc((size_t)cfg->batch);
     a->ref_grad = (float *)l2c__calloc(per * sizeof(float));
     a->shifted = (float *)l2c__calloc(per * sizeof(float));
+    a->victim_xgrad = (float *)l2c__calloc(per * sizeof(float));
     a->refs[0] = l2c_model_clone(victim);
     a->nrefs = 1;
     a->archs[0] = a->victim;
     a->arch_probes[0] = a->probe;
     a->narchs = 1;
-    if (!a->ref_grad || !a->shifted || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
+    if (!a->ref_grad || !a->shifted || !a->victim_xgrad || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
         !a->seed_grad || !a->grad_plus || !a->y ||
         l2c_adam_init(&a->adam, a->trainable, cfg->gen_lr, 0.9f, 0.999f, 1e-8f, 0) ||
         l2c_sgd_init(&a->sgd, a->victim, cfg->victim_lr, 0.0f, 0.0f) ||
@@ -3964,7 +3971,7 @@ L2C_API void l2c_attack_free(l2c_attack *a)
     l2c_tape_free(a->gen_tape); l2c_tape_free(a->vic_tape);
     L2C_FREE(a->x); L2C_FREE(a->seed_grad); L2C_FREE(a->grad_plus); L2C_FREE(a->y);
     { int k; for (k = 0; k < a->nrefs; k++) l2c_model_free(a->refs[k]); }
-    L2C_FREE(a->ref_grad); L2C_FREE(a->shifted);
+    L2C_FREE(a->ref_grad); L2C_FREE(a->shifted); L2C_FREE(a->victim_xgrad);
     l2c_batcher_free(&a->order);
     L2C_FREE(a);
 }
@@ -4009,7 +4016,8 @@ static int l2c__probe_input_grad(l2c_attack *a, const float *data, int n, const 
 
 /* The hypergradient of the generator objective with respect to x' (into a->seed_grad):
    +alpha*u to raise the clean loss (non-targeted), -alpha*u to lower the eta loss (targeted),
-   with u = [grad_x' L(theta + r v, x') - grad_x' L(theta - r v, x')] / 2r. */
+   with u = [grad_x' L(theta + r v, x') - grad_x' L(theta - r v, x')] / 2r. With cfg.shortcut the
+   look-ahead's pass also leaves grad_x' L(f_theta(x'), y) in a->victim_xgrad. */
 static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_loss)
 {
     l2c_model *v = a->victim, *p = a->probe;
@@ -4018,10 +4026,12 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     size_t i, size = (size_t)n * v->in_c * v->in_h * v->in_w;
     double norm = 0.0;
     float r, scale, *dir = p->grads;
+    l2c_tensor *in = NULL;
     /* theta' = theta - alpha * grad_theta L(f_theta(x'), y): the look-ahead */
-    loss = l2c__victim_loss(a, v, xp, n, NULL, L2C_TRAIN_FROZEN_STATS, NULL, 1);
+    loss = l2c__victim_loss(a, v, xp, n, NULL, L2C_TRAIN_FROZEN_STATS, a->cfg.shortcut > 0.0f ? &in : NULL, 1);
     l2c_model_zero_grad(v);
     if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
+    if (in) memcpy(a->victim_xgrad, in->grad, size * sizeof(float));
     memcpy(p->buffers, v->buffers, v->nbuffers * sizeof(float));
     for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - a->cfg.victim_lr * v->grads[i];
     /* v = grad_theta' of the look-ahead victim's loss on the clean batch */
@@ -4281,30 +4291,43 @@ static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t d
     return L2C_OK;
 }
 
-/* Adds the anchor to the hypergradient seed: anchor * |seed| / |ref_grad| * ref_grad, so that the
-   weight is relative and does not depend on the scale of either objective. */
-static int l2c__add_anchor(l2c_attack *a, const float *xp, int n)
+static double l2c__norm2(const float *v, size_t size)
 {
-    size_t i, size = (size_t)n * a->train->c * a->train->h * a->train->w;
-    double hyper = 0.0, ref = 0.0;
-    float loss, scale;
-    int rc = l2c__reference_grad(a, xp, n, ((uint64_t)1 << 40) + (uint64_t)a->steps_done, &loss);
-    if (rc) return rc;
-    for (i = 0; i < size; i++) hyper += (double)a->seed_grad[i] * a->seed_grad[i], ref += (double)a->ref_grad[i] * a->ref_grad[i];
-    if (!(ref > 0.0)) return L2C_OK;   /* the ensemble is already certain: nothing to add */
-    scale = (float)(a->cfg.anchor * sqrt(hyper / ref));
-    for (i = 0; i < size; i++) a->seed_grad[i] += scale * a->ref_grad[i];
-    return L2C_OK;
+    double sum = 0.0;
+    size_t i;
+    for (i = 0; i < size; i++) sum += (double)v[i] * v[i];
+    return sum;
 }
 
-/* Gradient of the generator objective for the batch in a->x, a->y, into trainable->grads. */
+/* seed += weight * sqrt(hyper2 / |g|^2) * g: a second objective's gradient at a weight relative to
+   the hypergradient (|hypergradient|^2 = hyper2), whatever the scales of the two objectives. */
+static void l2c__add_relative(float *seed, const float *g, size_t size, float weight, double hyper2)
+{
+    double g2 = l2c__norm2(g, size);
+    float scale;
+    size_t i;
+    if (!(g2 > 0.0)) return;   /* that objective is already met: nothing to add */
+    scale = (float)(weight * sqrt(hyper2 / g2));
+    for (i = 0; i < size; i++) seed[i] += scale * g[i];
+}
+
+/* Gradient of the generator objective for the batch in a->x, a->y, into trainable->grads: the
+   hypergradient, plus the anchor (the warm-up objective) and the shortcut when asked for. */
 static int l2c__generator_grad(l2c_attack *a, int n, float *clean_loss)
 {
+    size_t size = (size_t)n * a->train->c * a->train->h * a->train->w;
     l2c_tensor *xp;
+    double hyper2;
+    float loss;
     l2c_tape_reset(a->gen_tape);
     xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN);
     if (!xp || l2c__hypergrad(a, xp->data, n, clean_loss)) return L2C_EINVAL;
-    if (a->cfg.anchor > 0.0f && l2c__add_anchor(a, xp->data, n)) return L2C_EINVAL;
+    hyper2 = l2c__norm2(a->seed_grad, size);
+    if (a->cfg.anchor > 0.0f) {
+        if (l2c__reference_grad(a, xp->data, n, ((uint64_t)1 << 40) + (uint64_t)a->steps_done, &loss)) return L2C_EINVAL;
+        l2c__add_relative(a->seed_grad, a->ref_grad, size, a->cfg.anchor, hyper2);
+    }
+    if (a->cfg.shortcut > 0.0f) l2c__add_relative(a->seed_grad, a->victim_xgrad, size, a->cfg.shortcut, hyper2);
     l2c_model_zero_grad(a->trainable);
     return l2c_backward_from(a->gen_tape, xp, a->seed_grad) ? L2C_EINVAL : L2C_OK;
 }

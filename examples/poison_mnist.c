@@ -5,7 +5,7 @@
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
                        [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
-                       [--lr-schedule constant|cosine] [--shift PIXELS] [--trial-victims LIST]
+                       [--lr-schedule constant|cosine] [--shift PIXELS] [--shortcut W] [--trial-victims LIST]
 
    --ref-epochs: epochs of clean training of the reference classifiers (default 1);
    --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
@@ -14,6 +14,7 @@
    warm-up paints into each class (next: y+1; nearest: the most confusable pairing); --lr-schedule:
    the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each);
    --shift: the reference classifiers see randomly translated poisons (input diversity, for transfer);
+   --shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);
    --trial-victims: classifiers (as for --references) whose architectures the trials' imaginary
    victims take in turn after the reference CNN's.
 
@@ -134,6 +135,7 @@ int main(int argc, char **argv)
             if (strcmp(v, "constant") && strcmp(v, "cosine")) { fprintf(stderr, "poison_mnist: --lr-schedule is constant or cosine\n"); return 2; }
             cfg.lr_schedule = strcmp(v, "constant") ? L2C_LR_COSINE : L2C_LR_CONSTANT;
         }
+        else if (!strcmp(a, "--shortcut")) cfg.shortcut = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--shift")) cfg.warmup_shift = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--anchor")) cfg.anchor = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;

@@ -41,6 +41,7 @@ expect poison_rejects_unknown_reference 1 "unknown classifier" $P --data "$T/goo
 expect poison_rejects_bad_pairing 2 "pairing" $P --data "$T/good" --out "$T/out" --pairing random
 expect poison_rejects_bad_lr_schedule 2 "lr-schedule" $P --data "$T/good" --out "$T/out" --lr-schedule linear
 expect poison_rejects_zero_reference_epochs 1 "warmup_epochs" $P --data "$T/good" --out "$T/out" --ref-epochs 0
+expect poison_rejects_negative_shortcut 1 "shortcut" $P --data "$T/good" --out "$T/out" --shortcut -1
 expect poison_rejects_negative_shift 1 "warmup_shift" $P --data "$T/good" --out "$T/out" --shift -1
 expect poison_rejects_shift_of_the_whole_image 1 "warmup_shift" $P --data "$T/good" --out "$T/out" --shift 28
 expect poison_rejects_unknown_trial_victim 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --trial-victims lenet,resnet

@@ -185,6 +185,8 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(anchor, -1.0f);
     TA_REFUSED(anchor, (float)NAN);
     TA_REFUSED(lr_schedule, 2);
+    TA_REFUSED(shortcut, -0.5f);
+    TA_REFUSED(shortcut, (float)NAN);
     TA_REFUSED(warmup_shift, -1);
     TA_REFUSED(warmup_shift, TA_SIDE);
     l2c_attack_defaults(&cfg, 3);
@@ -597,7 +599,63 @@ static void test_shifted_reference_gradient_matches_finite_difference(void)
     l2c_attack_free(a); l2c_model_free(lin); ta_teardown(&f);
 }
 
+/* L(f_theta(x'(xi)), y): the current victim's loss on the generator's poisoned batch, true labels. */
+static double ta_victim_loss_on_poison(l2c_model *g, l2c_model *victim, const float *x, const uint8_t *y, float eps)
+{
+    l2c_tape *t = l2c_tape_new();
+    l2c_tensor *in = l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, x, 0);
+    l2c_tensor *xp = l2c_clamp(t, l2c_add(t, in, l2c_scale(t, l2c_model_forward(t, g, in, L2C_TRAIN_FROZEN_STATS), eps)), 0, 1);
+    double L = l2c_softmax_xent(t, l2c_model_forward(t, victim, xp, L2C_TRAIN_FROZEN_STATS), y, NULL)->data[0];
+    l2c_tape_free(t);
+    return L;
+}
+
+/* cfg.shortcut adds, at a weight relative to the hypergradient, the gradient of the victim's loss on
+   its poisoned batch: G(s) - G(0) points along a central difference of that loss in every generator
+   parameter, and grows linearly with s. */
+static void test_shortcut_adds_the_victims_loss_gradient(void)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE], g0[256], g1[256], g3[256];
+    l2c_model *g = ta_generator(), *v = ta_victim();
+    l2c_attack_config cfg;
+    const float h = 1e-2f;
+    double dot = 0, na = 0, nn = 0, err = 0;
+    float weights[3] = { 0.0f, 1.0f, 3.0f }, *out[3];
+    size_t i;
+    int k;
+    REQUIRE(g && v && g->nparams <= 256, "setup failed");
+    out[0] = g0; out[1] = g1; out[2] = g3;
+    ta_dataset(&d, x);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.eps = 0.1f; cfg.batch = TA_N; cfg.anchor = 0.0f;
+    for (k = 0; k < 3; k++) {
+        l2c_attack *a;
+        cfg.shortcut = weights[k];
+        a = l2c_attack_new(&cfg, g, v, &d);
+        REQUIRE(a, "setup failed: %s", l2c_error());
+        l2c_model_copy(l2c_attack_victim(a), v);
+        REQUIRE(l2c_attack_generator_grad(a, x, d.labels, TA_N, NULL) == 0, "generator grad failed: %s", l2c_error());
+        memcpy(out[k], l2c_attack_trainable(a)->grads, g->nparams * sizeof(float));
+        l2c_attack_free(a);
+    }
+    for (i = 0; i < g->nparams; i++) {
+        float keep = g->params[i];
+        double lp, lm, num, d1 = g1[i] - g0[i], d3 = g3[i] - g0[i];
+        g->params[i] = keep + h; lp = ta_victim_loss_on_poison(g, v, x, d.labels, cfg.eps);
+        g->params[i] = keep - h; lm = ta_victim_loss_on_poison(g, v, x, d.labels, cfg.eps);
+        g->params[i] = keep;
+        num = (lp - lm) / (2.0 * h);
+        dot += num * d1; na += d1 * d1; nn += num * num; err += (d3 - 3 * d1) * (d3 - 3 * d1);
+    }
+    REQUIRE(na > 0 && nn > 0, "the shortcut changed nothing (|G(1) - G(0)|^2 %g, |dL|^2 %g)", na, nn);
+    CHECK(dot / sqrt(na * nn) > 0.99, "the shortcut's direction has cosine %.5f with the victim's loss gradient (want > 0.99)", dot / sqrt(na * nn));
+    CHECK(sqrt(err / na) < 1e-3, "shortcut 3 is not three times shortcut 1 (relative error %g)", sqrt(err / na));
+    l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
 static const l2ct_case l2ct_attack_cases[] = {
+    L2CT(test_shortcut_adds_the_victims_loss_gradient),
     L2CT(test_shifted_reference_gradient_matches_finite_difference),
     L2CT(test_assignment_finds_the_cheapest_derangement),
     L2CT(test_nearest_pairing_is_a_derangement),
