@@ -426,7 +426,8 @@ typedef struct l2c_attack_config {
     float fd_radius;       /* finite-difference radius r * |v|                     default 0.01 */
     int warmup_steps;      /* head start: generator steps against a classifier trained on clean
                               data, before trial 1 (0: none, the paper's start)   default 5000 */
-    int warmup_epochs;     /* epochs of clean training of the reference classifiers default 1 */
+    float warmup_epochs;   /* epochs of clean training of the reference classifiers (a fraction
+                              is a share of one epoch's batches; at least one batch) default 1 */
     int pairing;           /* non-targeted warm-up targets w(y): L2C_PAIR_NEXT (y+1) or
                               L2C_PAIR_NEAREST (the derangement the reference classifiers find
                               easiest: most confusable classes paired)        default L2C_PAIR_NEXT */
@@ -3889,8 +3890,9 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     if (cfg->lr_schedule != L2C_LR_CONSTANT && cfg->lr_schedule != L2C_LR_COSINE) return l2c__fail(L2C_EINVAL, "attack: lr_schedule %d is not L2C_LR_CONSTANT or L2C_LR_COSINE", cfg->lr_schedule);
     if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
     if (!(cfg->shortcut >= 0.0f && cfg->shortcut <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: shortcut %g must be in [0, 1e6]", cfg->shortcut);
-    if (cfg->warmup_steps < 0 || cfg->warmup_epochs < 0 || ((cfg->warmup_steps > 0 || cfg->anchor > 0.0f) && cfg->warmup_epochs < 1))
-        return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs >= 1 when warming up or anchoring");
+    if (cfg->warmup_steps < 0 || !(cfg->warmup_epochs >= 0.0f && cfg->warmup_epochs <= 1e4f) ||
+        ((cfg->warmup_steps > 0 || cfg->anchor > 0.0f) && !(cfg->warmup_epochs > 0.0f)))
+        return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs in (0, 1e4] when warming up or anchoring (%g)", cfg->warmup_epochs);
     if (cfg->warmup_shift < 0 || cfg->warmup_shift >= d->h || cfg->warmup_shift >= d->w)
         return l2c__fail(L2C_EINVAL, "attack: warmup_shift %d must be in [0, %d) for %dx%d images", cfg->warmup_shift,
                          d->h < d->w ? d->h : d->w, d->h, d->w);
@@ -4221,7 +4223,7 @@ static int l2c__train_reference(l2c_attack *a, int k)
 {
     l2c_model *f = a->refs[k];
     l2c_sgd sgd;
-    long s, steps = (long)a->cfg.warmup_epochs * ((a->train->n + a->cfg.batch - 1) / a->cfg.batch);
+    long s, steps = (long)ceil((double)a->cfg.warmup_epochs * ((a->train->n + a->cfg.batch - 1) / a->cfg.batch));
     int rc;
     memset(&sgd, 0, sizeof sgd);   /* gcc cannot see that l2c_sgd_init always sets it */
     l2c_model_init(f, a->cfg.seed * 1000003u + 0x5eedu + (uint64_t)k);

@@ -122,7 +122,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--victims")) cfg.victims = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--lifetime")) cfg.victim_lifetime = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--warmup")) cfg.warmup_steps = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--ref-epochs")) cfg.warmup_epochs = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--ref-epochs")) cfg.warmup_epochs = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--references")) references = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--trial-victims")) trial_victims = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--pairing")) {

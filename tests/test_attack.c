@@ -182,6 +182,8 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(victim_lifetime, -1);
     TA_REFUSED(warmup_steps, -1);
     TA_REFUSED(warmup_epochs, 0);
+    TA_REFUSED(warmup_epochs, -0.5f);
+    TA_REFUSED(warmup_epochs, (float)NAN);
     TA_REFUSED(anchor, -1.0f);
     TA_REFUSED(anchor, (float)NAN);
     TA_REFUSED(lr_schedule, 2);
