@@ -267,6 +267,10 @@ L2C_API int l2c_model_same_arch(const l2c_model *a, const l2c_model *b);
    one, leaving the model untouched. */
 L2C_API int l2c_model_save(const l2c_model *m, const char *path);
 L2C_API int l2c_model_load(l2c_model *m, const char *path);
+/* A new model built from a checkpoint's own architecture record and loaded from it: for a file
+   whose constructor the caller does not know (a generator of any width, say). NULL with a message
+   for a file that is not a model checkpoint, or is truncated or corrupted. */
+L2C_API l2c_model *l2c_model_read(const char *path);
 
 /* ================================================================================================
    6. OPTIMISERS
@@ -540,6 +544,10 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
 L2C_API l2c_model *l2c_mnist_victim(int width_percent, uint64_t seed);
 L2C_API l2c_model *l2c_mnist_generator(uint64_t seed);
 L2C_API l2c_model *l2c_mnist_autoencoder(uint64_t seed);
+/* The same encoder-decoder for any channels x height x width input (height and width multiples of
+   4, at least 12), with base / 2*base / 4*base / 8*base channels (the paper: base 16). A smaller
+   base is a cheaper generator (README: the generator's width). NULL with a message otherwise. */
+L2C_API l2c_model *l2c_autoencoder(int channels, int height, int width, int base, uint64_t seed);
 /* Common MNIST classifiers by name, initialised from `seed`: "softmax" (linear), "mlp" (784-512-512-10
    ReLU), "mlp-wide" (784-1024-10), "lenet" (conv5 20, maxpool, conv5 50, maxpool, dense 500, ReLU,
    no BN), "cnn3x3" (conv3 16, maxpool, conv3 32, maxpool, dense 128), "cnn-small", "cnn",
@@ -3233,6 +3241,7 @@ static void l2c__put_floats(l2c__buf *b, const float *f, size_t n)
 }
 
 static uint32_t l2c__get_u32(const uint8_t *s) { return (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24; }
+static uint64_t l2c__get_u64(const uint8_t *s) { return l2c__get_u32(s) | (uint64_t)l2c__get_u32(s + 4) << 32; }
 
 static void l2c__get_floats(const uint8_t *s, float *f, size_t n)
 {
@@ -3368,6 +3377,53 @@ L2C_API int l2c_model_load(l2c_model *m, const char *path)
     }
     L2C_FREE(p);
     return rc;
+}
+
+/* Appends one layer described by an architecture record (type, k, stride, pad, out_c, out_h, out_w). */
+static int l2c__add_recorded_layer(l2c_model *m, const uint8_t *r)
+{
+    int type = (int)l2c__get_u32(r), k = (int)l2c__get_u32(r + 4), stride = (int)l2c__get_u32(r + 8);
+    int pad = (int)l2c__get_u32(r + 12), out_c = (int)l2c__get_u32(r + 16);
+    long out = (long)out_c * (long)l2c__get_u32(r + 20) * (long)l2c__get_u32(r + 24);
+    switch (type) {
+    case L2C_LAYER_DENSE: return out > 0 && out <= (1L << 24) ? l2c_model_dense(m, (int)out) : L2C_EFORMAT;
+    case L2C_LAYER_CONV: return l2c_model_conv(m, out_c, k, stride, pad);
+    case L2C_LAYER_DECONV: return l2c_model_deconv(m, out_c, k, stride, pad);
+    case L2C_LAYER_BATCHNORM: return l2c_model_batchnorm(m);
+    case L2C_LAYER_RELU: return l2c_model_relu(m);
+    case L2C_LAYER_TANH: return l2c_model_tanh(m);
+    case L2C_LAYER_MAXPOOL: return l2c_model_maxpool(m, k, stride);
+    case L2C_LAYER_AVGPOOL: return l2c_model_avgpool(m, k, stride);
+    case L2C_LAYER_FLATTEN: return l2c_model_flatten(m);
+    default: return L2C_EFORMAT;
+    }
+}
+
+L2C_API l2c_model *l2c_model_read(const char *path)
+{
+    uint8_t *p;
+    size_t len;
+    int i, nlayers, rc = l2c__read_file(path, &p, &len, (size_t)1 << 31);
+    l2c_model *m = NULL;
+    if (rc) return NULL;
+    nlayers = len >= 24 ? (int)l2c__get_u32(p + 20) : -1;
+    if (len < 24 || memcmp(p, "L2CM", 4) != 0 || nlayers < 0 || nlayers > L2C_MAX_LAYERS || len < 40 + 28 * (size_t)nlayers)
+        rc = l2c__fail(L2C_EFORMAT, "%s: not a model checkpoint (bad magic or architecture record)", path);
+    else {   /* the sizes the record claims must account for the file exactly, before anything is built */
+        const uint8_t *sizes = p + 24 + 28 * (size_t)nlayers;
+        uint64_t np = l2c__get_u64(sizes), nb = l2c__get_u64(sizes + 8);
+        if (np > len || nb > len || 8 + 32 + 28 * (uint64_t)nlayers + 4 * (np + nb) + 4 != len)
+            rc = l2c__fail(L2C_EFORMAT, "%s: the architecture record does not match the file's length (truncated?)", path);
+    }
+    if (!rc && !(m = l2c_model_new((int)l2c__get_u32(p + 8), (int)l2c__get_u32(p + 12), (int)l2c__get_u32(p + 16))))
+        rc = L2C_EFORMAT;
+    for (i = 0; !rc && i < nlayers; i++)
+        if (l2c__add_recorded_layer(m, p + 24 + 28 * (size_t)i))
+            rc = l2c__fail(L2C_EFORMAT, "%s: layer %d of the architecture record cannot be built", path, i + 1);
+    L2C_FREE(p);
+    if (!rc) rc = l2c_model_load(m, path);   /* checks the whole record, the length and the checksum */
+    if (rc) { l2c_model_free(m); return NULL; }
+    return m;
 }
 
 /* ---------------------------------------------------------------- 6. optimisers --------------- */
@@ -3779,20 +3835,27 @@ L2C_API l2c_model *l2c_mnist_generator(uint64_t seed)
         l2c_model_deconv(m, 1, 2, 2, 1) || l2c_model_batchnorm(m) || l2c_model_tanh(m), seed);
 }
 
-L2C_API l2c_model *l2c_mnist_autoencoder(uint64_t seed)
+L2C_API l2c_model *l2c_autoencoder(int channels, int height, int width, int base, uint64_t seed)
 {
-    l2c_model *m = l2c_model_new(1, 28, 28);
-    if (!m) return NULL;
-    return l2c__finish_model(m,
-        l2c_model_conv(m, 16, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||    /* 28 -> 14 */
-        l2c_model_conv(m, 32, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||    /* 14 -> 7 */
-        l2c_model_conv(m, 64, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||    /* 7 -> 6 */
-        l2c_model_conv(m, 128, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||   /* 6 -> 5 */
-        l2c_model_deconv(m, 64, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||  /* 5 -> 6 */
-        l2c_model_deconv(m, 32, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||  /* 6 -> 7 */
-        l2c_model_deconv(m, 16, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||  /* 7 -> 14 */
-        l2c_model_deconv(m, 1, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_tanh(m), seed); /* 14 -> 28 */
+    l2c_model *m;
+    if (channels < 1 || height < 12 || width < 12 || height % 4 || width % 4 || base < 1 || base > 4096) {
+        l2c__fail(L2C_EINVAL, "l2c_autoencoder: need channels >= 1, height and width multiples of 4 and at least 12, "
+                  "base in [1, 4096] (got %d x %d x %d, base %d)", channels, height, width, base);
+        return NULL;
+    }
+    if (!(m = l2c_model_new(channels, height, width))) return NULL;
+    return l2c__finish_model(m,   /* sizes for MNIST: */
+        l2c_model_conv(m, base, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||          /* 28 -> 14 */
+        l2c_model_conv(m, 2 * base, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||      /* 14 -> 7 */
+        l2c_model_conv(m, 4 * base, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||      /* 7 -> 6 */
+        l2c_model_conv(m, 8 * base, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||      /* 6 -> 5 */
+        l2c_model_deconv(m, 4 * base, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||    /* 5 -> 6 */
+        l2c_model_deconv(m, 2 * base, 4, 1, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||    /* 6 -> 7 */
+        l2c_model_deconv(m, base, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_relu(m) ||        /* 7 -> 14 */
+        l2c_model_deconv(m, channels, 4, 2, 1) || l2c_model_batchnorm(m) || l2c_model_tanh(m), seed); /* 14 -> 28 */
 }
+
+L2C_API l2c_model *l2c_mnist_autoencoder(uint64_t seed) { return l2c_autoencoder(1, 28, 28, 16, seed); }
 
 L2C_API l2c_model *l2c_mnist_classifier(const char *name, uint64_t seed)
 {
@@ -4535,7 +4598,6 @@ L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
     return l2c__buf_commit(&b, path);
 }
 
-static uint64_t l2c__get_u64(const uint8_t *s) { return l2c__get_u32(s) | (uint64_t)l2c__get_u32(s + 4) << 32; }
 
 static void l2c__get_state(const uint8_t *s, l2c_model *m)
 {

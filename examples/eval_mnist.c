@@ -147,18 +147,17 @@ static int load_set(l2c_dataset *ds, const char *dir, const char *prefix)
 /* eps*g(x) of the clean test images alone, as the released (quantised) poison minus the clean image. */
 static float *noise_only(const char *gen_path, const l2c_dataset *test, const float *xtest, float eps)
 {
-    l2c_model *g = l2c_mnist_generator(0), *ae = l2c_mnist_autoencoder(0);
+    l2c_model *g = l2c_model_read(gen_path);   /* whatever generator it holds */
     l2c_dataset pt;
     float *noise = NULL;
-    int i, rc = l2c_model_load(g, gen_path);
-    if (rc && l2c_model_load(ae, gen_path) == 0) { l2c_model_free(g); g = ae; ae = NULL; rc = 0; }
-    if (!rc && l2c_poison_dataset(g, test, eps, 1.0f, &pt) == 0) {
+    int i;
+    if (g && l2c_poison_dataset(g, test, eps, 1.0f, &pt) == 0) {
         noise = to_floats(&pt);
         for (i = 0; noise && i < test->n * 784; i++) noise[i] -= xtest[i];
         l2c_dataset_free(&pt);
     }
     if (!noise) fprintf(stderr, "eval_mnist: %s: %s\n", gen_path, l2c_error());
-    l2c_model_free(g); l2c_model_free(ae);
+    l2c_model_free(g);
     return noise;
 }
 

@@ -2,11 +2,12 @@
 
    usage: poison_mnist [--data DIR] [--out DIR] [--checkpoint FILE] [--eps E] [--trials T]
                        [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
-                       [--targeted] [--fraction F] [--generator mnist|autoencoder] [--fresh]
+                       [--targeted] [--fraction F] [--generator mnist|autoencoder] [--gen-width W] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
                        [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--shortcut W] [--trial-victims LIST]
 
+   --gen-width: channels of the autoencoder's first layer (16: the paper's; fewer: a cheaper generator);
    --ref-epochs: epochs of clean training of the reference classifiers (default 1);
    --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
    imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective
@@ -96,7 +97,7 @@ int main(int argc, char **argv)
     const char *trial_victims = "none";             /* further imaginary-victim architectures */
     char path[1024], path2[1024];
     float fraction = 1.0f;
-    int fresh = 0, threads = 0, width = 100, i, rc, trials_left;
+    int fresh = 0, threads = 0, width = 100, gen_width = 16, i, rc, trials_left;
     l2c_attack_config cfg;
     l2c_dataset train, poisoned;
     l2c_model *gen, *victim;
@@ -117,6 +118,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seed")) cfg.seed = strtoul(arg_value(argc, argv, &i), NULL, 10);
         else if (!strcmp(a, "--fraction")) fraction = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--generator")) arch = arg_value(argc, argv, &i);
+        else if (!strcmp(a, "--gen-width")) gen_width = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--threads")) threads = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--victim-width")) width = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--victims")) cfg.victims = atoi(arg_value(argc, argv, &i));
@@ -154,7 +156,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "poison_mnist: the MNIST networks need 28x28 grey images; %s holds %dx%dx%d\n", path, train.c, train.h, train.w);
         return 1;
     }
-    gen = strcmp(arch, "mnist") ? l2c_mnist_autoencoder(cfg.seed) : l2c_mnist_generator(cfg.seed);
+    gen = strcmp(arch, "mnist") ? l2c_autoencoder(1, 28, 28, gen_width, cfg.seed) : l2c_mnist_generator(cfg.seed);
     victim = l2c_mnist_victim(width, cfg.seed);   /* the imaginary victim (surrogate) */
     cfg.progress = progress;
     cfg.user = &cfg.trials;

@@ -42,6 +42,7 @@ expect poison_rejects_bad_pairing 2 "pairing" $P --data "$T/good" --out "$T/out"
 expect poison_rejects_bad_lr_schedule 2 "lr-schedule" $P --data "$T/good" --out "$T/out" --lr-schedule linear
 expect poison_rejects_zero_reference_epochs 1 "warmup_epochs" $P --data "$T/good" --out "$T/out" --ref-epochs 0
 expect poison_rejects_negative_shortcut 1 "shortcut" $P --data "$T/good" --out "$T/out" --shortcut -1
+expect poison_rejects_zero_generator_width 1 "base in" $P --data "$T/good" --out "$T/out" --gen-width 0
 expect poison_rejects_negative_shift 1 "warmup_shift" $P --data "$T/good" --out "$T/out" --shift -1
 expect poison_rejects_shift_of_the_whole_image 1 "warmup_shift" $P --data "$T/good" --out "$T/out" --shift 28
 expect poison_rejects_unknown_trial_victim 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --trial-victims lenet,resnet
@@ -52,6 +53,8 @@ expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"
 expect poison_rejects_count_mismatch 1 "128 images" $P --data "$T/mismatch" --out "$T/out"
 expect poison_rejects_missing_data 1 "cannot open" $P --data "$T/nowhere" --out "$T/out"
 expect poison_runs_on_good_data 0 "wrote" $P --data "$T/good" --out "$T/out"
+mkdir -p "$T/narrow"
+expect poison_runs_a_narrow_generator 0 "wrote" $P --data "$T/good" --out "$T/narrow" --gen-width 4 --fresh --checkpoint "$T/narrow.ckpt"
 expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/out"
 cp "$T/ckpt" "$T/ckpt.before"
 expect poison_refuses_checkpoint_of_other_references 1 "reference ensemble" $P --data "$T/good" --out "$T/out" --references none
@@ -67,12 +70,13 @@ if ls "$T/out" | grep -q tmp; then ko no_temporary_files_left; else ok no_tempor
 E="$B/eval_mnist --test $T/good --epochs 1 --victims softmax"
 expect eval_runs_on_poisoned_set 0 "softmax" $E --train "$T/out" --generator "$T/out/generator.l2c" --baseline "$T/good"
 expect eval_runs_an_augmented_victim 0 "cnn3x3-aug" $B/eval_mnist --test $T/good --epochs 1 --victims cnn3x3-aug --train "$T/out"
+expect eval_reads_a_narrow_generator 0 "softmax" $E --train "$T/narrow" --generator "$T/narrow/generator.l2c"
 expect eval_json 0 '"victims"' $E --train "$T/out" --json
 expect eval_rejects_32x32_images 1 "28x28" $E --train "$T/big"
 expect eval_rejects_count_mismatch 1 "labels" $E --train "$T/mismatch"
 expect eval_rejects_unknown_victim 2 "unknown victim resnet" $E --train "$T/good" --victims mlp,resnet
 expect eval_rejects_eps 2 "eps" $E --train "$T/good" --eps 2
-expect eval_rejects_foreign_generator 1 "another kind or architecture" $E --train "$T/good" --generator "$T/ckpt"
+expect eval_rejects_foreign_generator 1 "not a model checkpoint" $E --train "$T/good" --generator "$T/ckpt"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -665,7 +665,48 @@ static void test_translate_moves_planes_and_fills_with_zeros(void)
     CHECK_FAILS(l2c_translate(in, out, 2, 3, -4, 1, 0));
 }
 
+/* l2c_model_read rebuilds any model from its checkpoint (every layer kind, bit-identical state) and
+   refuses files that are not, or no longer, whole checkpoints. */
+static void test_model_read_rebuilds_the_architecture(void)
+{
+    l2c_model *m = io_model(5, 1, 3), *ae = l2c_autoencoder(3, 12, 16, 2, 4), *r;
+    l2c_model *pools = l2c_model_new(1, 8, 8);
+    const char *path = tmp_path("read.ckpt"), *bad = tmp_path("read-bad.ckpt");
+    unsigned char *bytes;
+    size_t n;
+    int k;
+    REQUIRE(m && ae && pools && l2c_model_avgpool(pools, 2, 2) == 0 && l2c_model_deconv(pools, 2, 3, 2, 0) == 0, "models");
+    l2c_model_init(pools, 5);
+    io_touch_buffers(m);
+    for (k = 0; k < 3; k++) {
+        l2c_model *src = k == 0 ? m : k == 1 ? ae : pools;
+        REQUIRE(l2c_model_save(src, path) == 0, "save: %s", l2c_error());
+        r = l2c_model_read(path);
+        REQUIRE(r, "model %d not read back: %s", k, l2c_error());
+        CHECK(l2c_model_same_arch(r, src), "model %d: another architecture read back", k);
+        CHECK(r->nparams == src->nparams && memcmp(r->params, src->params, src->nparams * sizeof(float)) == 0 &&
+              memcmp(r->buffers, src->buffers, src->nbuffers * sizeof(float)) == 0, "model %d: state differs", k);
+        l2c_model_free(r);
+    }
+    bytes = read_bytes(path, &n);
+    REQUIRE(bytes && n > 60, "read back the checkpoint");
+    REQUIRE(write_bytes(bad, bytes, n - 1) == 0, "write");
+    CHECK_NULL_ERR(l2c_model_read(bad));
+    REQUIRE(write_bytes(bad, bytes, 30) == 0, "write");
+    CHECK_NULL_ERR(l2c_model_read(bad));
+    bytes[24] = 77;   /* the first layer's type */
+    REQUIRE(write_bytes(bad, bytes, n) == 0, "write");
+    CHECK_NULL_ERR(l2c_model_read(bad));
+    free(bytes);
+    CHECK_NULL_ERR(l2c_model_read(tmp_path("no-such.ckpt")));
+    CHECK_NULL_ERR(l2c_autoencoder(1, 30, 28, 16, 1));   /* 30 is not a multiple of 4 */
+    CHECK_NULL_ERR(l2c_autoencoder(1, 28, 28, 0, 1));
+    CHECK_NULL_ERR(l2c_autoencoder(1, 8, 28, 16, 1));   /* too small for the four encoder layers */
+    l2c_model_free(m); l2c_model_free(ae); l2c_model_free(pools);
+}
+
 static const l2ct_case l2ct_io_cases[] = {
+    L2CT(test_model_read_rebuilds_the_architecture),
     L2CT(test_translate_moves_planes_and_fills_with_zeros),
     L2CT(test_model_save_load_round_trip_is_bit_identical),
     L2CT(test_model_load_refuses_another_architecture),
