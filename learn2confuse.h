@@ -4668,6 +4668,13 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
     if (generator->in_c != clean->c || generator->in_h != clean->h || generator->in_w != clean->w)
         return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: the generator takes %dx%dx%d images; the data is %dx%dx%d",
                          generator->in_c, generator->in_h, generator->in_w, clean->c, clean->h, clean->w);
+    {
+        int oc, oh, ow;
+        l2c_model_output_shape(generator, &oc, &oh, &ow);
+        if (oc != clean->c || oh != clean->h || ow != clean->w)
+            return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: the generator makes %dx%dx%d outputs, not %dx%dx%d images (a classifier?)",
+                             oc, oh, ow, clean->c, clean->h, clean->w);
+    }
     per = (size_t)clean->c * clean->h * clean->w;
     memset(out, 0, sizeof *out);
     *out = *clean;

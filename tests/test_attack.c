@@ -154,6 +154,13 @@ static void test_poison_stays_within_eps(void)
     CHECK(p.images == NULL, "a release without a generator left memory in its output");
     CHECK_FAILS(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &d));   /* in place: refused, the clean set kept */
     CHECK(d.images != NULL && d.n == TA_N, "the clean set was destroyed by an in-place release");
+    {   /* a classifier is not a generator: its 3 outputs are no image */
+        l2c_model *v = ta_victim();
+        REQUIRE(v, "setup failed");
+        CHECK_FAILS(l2c_poison_dataset(v, &d, 0.1f, 1.0f, &p));
+        CHECK(strstr(l2c_error(), "a classifier?") != NULL, "message: %s", l2c_error());
+        l2c_model_free(v);
+    }
     l2c_model_free(g); l2c_dataset_free(&d);
 }
 
