@@ -1,4 +1,4 @@
-/* learn2confuse.h - v0.2.0 - training-time adversarial data (DeepConfuse) in one C99 header.
+/* learn2confuse.h - v0.3.0 - training-time adversarial data (DeepConfuse) in one C99 header.
 
    A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
    added to each training image, makes classifiers trained on the perturbed set fail on clean data
@@ -34,6 +34,10 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.3.0  l2c_autoencoder (any input size and width), l2c_model_read (a model rebuilt from its
+              checkpoint), l2c_translate; attack knobs studied in the README: warmup_shift,
+              shortcut, l2c_attack_add_victim, fractional warmup_epochs; l2c_poison_dataset
+              refuses a model whose output is not an image
        0.2.0  the warm-up's reference ensemble (l2c_attack_add_reference), the anchor, nearest
               pairing, l2c_mnist_classifier; faster-poisoning defaults (README); attack
               checkpoints record the ensemble (0.1.0 attack checkpoints are refused, not misread)
@@ -45,9 +49,9 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 2
+#define L2C_VERSION_MINOR 3
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.2.0"
+#define L2C_VERSION "0.3.0"
 
 #include <stddef.h>
 #include <stdint.h>
