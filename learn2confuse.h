@@ -4353,6 +4353,10 @@ static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t d
         if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
         if (!isfinite(loss->data[0])) return l2c__fail(L2C_ENAN, "attack warm-up: the loss is not finite");
         total += loss->data[0];
+        if (!dx && !dy) {   /* the common case: no view to undo, one pass */
+            for (i = 0; i < size; i++) a->ref_grad[i] += in->grad[i] / (float)a->nrefs;
+            continue;
+        }
         for (i = 0; i < size; i++) in->grad[i] /= (float)a->nrefs;
         l2c__shift_planes(in->grad, a->ref_grad, n * c, h, w, -dx, -dy, 1);
     }
