@@ -4285,12 +4285,20 @@ static void l2c__next_architecture(l2c_attack *a)
     l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
 }
 
+/* SGD steps of a reference classifier's training: warmup_epochs passes over the batches, a fraction
+   rounded up (so any positive fraction trains at least one batch). */
+static long l2c__reference_steps(const l2c_attack *a)
+{
+    long batches = ((long)a->train->n + a->cfg.batch - 1) / a->cfg.batch;
+    return (long)ceil((double)a->cfg.warmup_epochs * (double)batches);
+}
+
 /* Trains reference classifier k on clean data (SGD, momentum 0.9, the victim's lr). */
 static int l2c__train_reference(l2c_attack *a, int k)
 {
     l2c_model *f = a->refs[k];
     l2c_sgd sgd;
-    long s, steps = (long)ceil((double)a->cfg.warmup_epochs * ((a->train->n + a->cfg.batch - 1) / a->cfg.batch));
+    long s, steps = l2c__reference_steps(a);
     int rc;
     memset(&sgd, 0, sizeof sgd);   /* gcc cannot see that l2c_sgd_init always sets it */
     l2c_model_init(f, a->cfg.seed * 1000003u + 0x5eedu + (uint64_t)k);

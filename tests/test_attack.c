@@ -415,6 +415,28 @@ static void ta_check_warmup_loss(int ensemble)
     l2c_attack_free(a); l2c_model_free(lin); ta_teardown(&f);
 }
 
+/* warmup_epochs counts passes over the batches (8 images in batches of 3: 3 batches per epoch);
+   a fraction is rounded up, so any positive one trains at least one batch. */
+static void test_reference_epochs_count_batches(void)
+{
+    static const float epochs[] = { 1.0f, 0.5f, 0.01f, 2.5f, 2.0f };
+    static const long steps[] = { 3, 2, 1, 8, 6 };
+    ta_fixture f;
+    l2c_attack *a;
+    int i;
+    REQUIRE(ta_setup(&f), "setup failed");
+    f.cfg.batch = 3;
+    for (i = 0; i < 5; i++) {
+        f.cfg.warmup_epochs = epochs[i];
+        a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+        REQUIRE(a, "attack refused warmup_epochs %g: %s", epochs[i], l2c_error());
+        CHECK(l2c__reference_steps(a) == steps[i], "%g epoch(s) of 3 batches gave %ld steps, want %ld",
+              epochs[i], l2c__reference_steps(a), steps[i]);
+        l2c_attack_free(a);
+    }
+    ta_teardown(&f);
+}
+
 static void test_warmup_lowers_its_loss(void) { ta_check_warmup_loss(0); }
 static void test_warmup_lowers_the_loss_of_an_ensemble(void) { ta_check_warmup_loss(1); }
 
@@ -670,6 +692,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_nearest_pairing_is_a_derangement),
     L2CT(test_warmup_lowers_its_loss),
     L2CT(test_warmup_lowers_the_loss_of_an_ensemble),
+    L2CT(test_reference_epochs_count_batches),
     L2CT(test_add_reference_refuses_bad_classifiers),
     L2CT(test_anchor_adds_the_warmup_gradient_linearly),
     L2CT(test_every_reference_classifier_contributes),
