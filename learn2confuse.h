@@ -3776,9 +3776,8 @@ L2C_API int l2c_batcher_next(l2c_batcher *b, const int **idx)
 
 L2C_API void l2c_batcher_free(l2c_batcher *b) { if (b) { L2C_FREE(b->order); b->order = NULL; } }
 
-/* Translates n planes of h x w by (dx, dy) pixels, filling with zeros: out(y, x) = in(y - dy, x - dx).
-   Its adjoint is the shift by (-dx, -dy), so the same function carries gradients back. */
-static void l2c__shift_planes(const float *in, float *out, int planes, int h, int w, int dx, int dy, int accumulate)
+/* Translates n planes of h x w by (dx, dy) pixels, filling with zeros: out(y, x) = in(y - dy, x - dx). */
+static void l2c__shift_planes(const float *in, float *out, int planes, int h, int w, int dx, int dy)
 {
     int p, y, x;
     for (p = 0; p < planes; p++) {
@@ -3787,8 +3786,29 @@ static void l2c__shift_planes(const float *in, float *out, int planes, int h, in
         for (y = 0; y < h; y++)
             for (x = 0; x < w; x++) {
                 int sy = y - dy, sx = x - dx;
-                float v = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[sy * w + sx] : 0.0f;
-                if (accumulate) dst[y * w + x] += v; else dst[y * w + x] = v;
+                dst[y * w + x] = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[sy * w + sx] : 0.0f;
+            }
+    }
+}
+
+/* The adjoint of l2c__shift_planes(dx, dy), scaled and accumulated: out(y, x) += in(y + dy, x + dx) /
+   divisor where that lies inside the plane. An unshifted gradient (the default) is one pass. */
+static void l2c__unshift_add(const float *in, float *out, int planes, int h, int w, int dx, int dy,
+                             float divisor)
+{
+    size_t i, n = (size_t)planes * h * w;
+    int p, y, x;
+    if (!dx && !dy) {
+        for (i = 0; i < n; i++) out[i] += in[i] / divisor;
+        return;
+    }
+    for (p = 0; p < planes; p++) {
+        const float *src = in + (size_t)p * h * w;
+        float *dst = out + (size_t)p * h * w;
+        for (y = 0; y < h; y++)
+            for (x = 0; x < w; x++) {
+                int sy = y + dy, sx = x + dx;
+                if (sy >= 0 && sy < h && sx >= 0 && sx < w) dst[y * w + x] += src[sy * w + sx] / divisor;
             }
     }
 }
@@ -3799,7 +3819,7 @@ L2C_API int l2c_translate(const float *in, float *out, int planes, int h, int w,
     if (!in || !out || planes < 1 || h < 1 || w < 1) return l2c__fail(L2C_EINVAL, "l2c_translate: NULL buffer or a size below 1");
     n = (size_t)planes * h * w;
     if (in < out + n && out < in + n) return l2c__fail(L2C_EINVAL, "l2c_translate: in and out overlap");
-    l2c__shift_planes(in, out, planes, h, w, dx, dy, 0);
+    l2c__shift_planes(in, out, planes, h, w, dx, dy);
     return L2C_OK;
 }
 
@@ -4345,7 +4365,7 @@ static void l2c__member_shift(const l2c_attack *a, uint64_t draw, int k, int *dx
 static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t draw, float *loss_out)
 {
     int k, c = a->train->c, h = a->train->h, w = a->train->w;
-    size_t i, size = (size_t)n * c * h * w;
+    size_t size = (size_t)n * c * h * w;
     double total = 0.0;
     memset(a->ref_grad, 0, size * sizeof(float));
     for (k = 0; k < a->nrefs; k++) {
@@ -4354,19 +4374,14 @@ static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t d
         l2c_tensor *in, *loss;
         if (a->cfg.warmup_shift > 0) {
             l2c__member_shift(a, draw, k, &dx, &dy);
-            l2c__shift_planes(xp, a->shifted, n * c, h, w, dx, dy, 0);
+            l2c__shift_planes(xp, a->shifted, n * c, h, w, dx, dy);
             view = a->shifted;
         }
         loss = l2c__victim_loss(a, a->refs[k], view, n, a->w, L2C_EVAL, &in, 0);
         if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
         if (!isfinite(loss->data[0])) return l2c__fail(L2C_ENAN, "attack warm-up: the loss is not finite");
         total += loss->data[0];
-        if (!dx && !dy) {   /* the common case: no view to undo, one pass */
-            for (i = 0; i < size; i++) a->ref_grad[i] += in->grad[i] / (float)a->nrefs;
-            continue;
-        }
-        for (i = 0; i < size; i++) in->grad[i] /= (float)a->nrefs;
-        l2c__shift_planes(in->grad, a->ref_grad, n * c, h, w, -dx, -dy, 1);
+        l2c__unshift_add(in->grad, a->ref_grad, n * c, h, w, dx, dy, (float)a->nrefs);
     }
     *loss_out = (float)(total / a->nrefs);
     return L2C_OK;

@@ -7,7 +7,7 @@
                        [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--shortcut W] [--trial-victims LIST]
 
-   --gen-width: channels of the autoencoder's first layer (default 16, the paper's; 8 is twice as fast, README);
+   --gen-width: channels of the autoencoder's first layer (default 16, the paper's; 8 is faster, README);
    --ref-epochs: epochs of clean training of the reference classifiers (default 1);
    --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
    imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective
