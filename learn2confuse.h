@@ -450,6 +450,16 @@ typedef struct l2c_attack_config {
                               drawn anew per member and step, in the warm-up and the anchor; noise
                               that survives shifts transfers better to unseen architectures and
                               to shift augmentation (0: off)                          default 0 */
+    float victim_momentum; /* momentum of the imaginary victim's SGD, in [0, 1): a victim trained like
+                              the paper's CNN recipes (SGD 0.01, momentum 0.9) gets further in a
+                              trial; the look-ahead then takes the full momentum step. Needs
+                              victims = 1 and no added victim architectures (0: the paper's plain
+                              SGD)                                                   default 0 */
+    int victim_shift;      /* the imaginary victim's augmentation: in the trials it trains (look-ahead
+                              and real step) on poisoned images each translated by its own random
+                              (dx, dy) in [-shift, shift] pixels (zero fill), as a defender who
+                              augments with shifts would; the hypergradient goes back through the
+                              translation (0: off, the paper's victim)                default 0 */
     int lr_schedule;       /* generator lr: L2C_LR_CONSTANT, or L2C_LR_COSINE (gen_lr decayed to 0
                               along a half cosine over the warm-up, and again over all the trials'
                               steps)                                          default L2C_LR_CONSTANT */
@@ -3937,6 +3947,7 @@ struct l2c_attack {
     int w[L2C_MAX_CLASSES];          /* the warm-up targets w(y), set when the references are trained */
     float *ref_grad;                 /* batch-sized: their mean input gradient */
     float *shifted;                  /* batch-sized: a member's translated view (warmup_shift) */
+    float *victim_view;              /* batch-sized: the victim's augmented view (victim_shift) */
     float *victim_xgrad;             /* batch-sized: the victim's input gradient on x' (shortcut) */
     int trials_done;
     int warmed_up;
@@ -3983,8 +3994,13 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     if (cfg->warmup_shift < 0 || cfg->warmup_shift >= d->h || cfg->warmup_shift >= d->w)
         return l2c__fail(L2C_EINVAL, "attack: warmup_shift %d must be in [0, %d) for %dx%d images", cfg->warmup_shift,
                          d->h < d->w ? d->h : d->w, d->h, d->w);
+    if (cfg->victim_shift < 0 || cfg->victim_shift >= d->h || cfg->victim_shift >= d->w)
+        return l2c__fail(L2C_EINVAL, "attack: victim_shift %d must be in [0, %d) for %dx%d images", cfg->victim_shift,
+                         d->h < d->w ? d->h : d->w, d->h, d->w);
     if (cfg->victims < 1 || cfg->victims > 64 || cfg->victim_lifetime < 0)
         return l2c__fail(L2C_EINVAL, "attack: need 1 <= victims <= 64 and victim_lifetime >= 0");
+    if (!(cfg->victim_momentum >= 0.0f && cfg->victim_momentum < 1.0f) || (cfg->victim_momentum > 0.0f && cfg->victims != 1))
+        return l2c__fail(L2C_EINVAL, "attack: victim_momentum %g must be in [0, 1), and needs victims = 1 (%d)", cfg->victim_momentum, cfg->victims);
     l2c_model_output_shape(g, &c, &h, &w);
     if (g->in_c != d->c || g->in_h != d->h || g->in_w != d->w || c != d->c || h != d->h || w != d->w)
         return l2c__fail(L2C_EINVAL, "attack: the generator maps %dx%dx%d to %dx%dx%d; the data is %dx%dx%d",
@@ -4030,16 +4046,17 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     a->y = (uint8_t *)l2c__calloc((size_t)cfg->batch);
     a->ref_grad = (float *)l2c__calloc(per * sizeof(float));
     a->shifted = (float *)l2c__calloc(per * sizeof(float));
+    a->victim_view = (float *)l2c__calloc(per * sizeof(float));
     a->victim_xgrad = (float *)l2c__calloc(per * sizeof(float));
     a->refs[0] = l2c_model_clone(victim);
     a->nrefs = 1;
     a->archs[0] = a->victim;
     a->arch_probes[0] = a->probe;
     a->narchs = 1;
-    if (!a->ref_grad || !a->shifted || !a->victim_xgrad || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
+    if (!a->ref_grad || !a->shifted || !a->victim_view || !a->victim_xgrad || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
         !a->seed_grad || !a->grad_plus || !a->y ||
         l2c_adam_init(&a->adam, a->trainable, cfg->gen_lr, 0.9f, 0.999f, 1e-8f, 0) ||
-        l2c_sgd_init(&a->sgd, a->victim, cfg->victim_lr, 0.0f, 0.0f) ||
+        l2c_sgd_init(&a->sgd, a->victim, cfg->victim_lr, cfg->victim_momentum, 0.0f) ||
         l2c_batcher_init(&a->order, train->n, cfg->batch, 1, cfg->seed)) {
         l2c_attack_free(a);
         return NULL;
@@ -4060,9 +4077,52 @@ L2C_API void l2c_attack_free(l2c_attack *a)
     l2c_tape_free(a->gen_tape); l2c_tape_free(a->vic_tape);
     L2C_FREE(a->x); L2C_FREE(a->seed_grad); L2C_FREE(a->grad_plus); L2C_FREE(a->y);
     { int k; for (k = 0; k < a->nrefs; k++) l2c_model_free(a->refs[k]); }
-    L2C_FREE(a->ref_grad); L2C_FREE(a->shifted); L2C_FREE(a->victim_xgrad);
+    L2C_FREE(a->ref_grad); L2C_FREE(a->shifted); L2C_FREE(a->victim_view); L2C_FREE(a->victim_xgrad);
     l2c_batcher_free(&a->order);
     L2C_FREE(a);
+}
+
+/* Draw numbers of the victim's augmentation (cfg.victim_shift): the look-ahead and the real step of
+   attack step s use draws L2C__DRAW_LOOKAHEAD + s and L2C__DRAW_VICTIM + s. */
+#define L2C__DRAW_LOOKAHEAD ((uint64_t)2 << 40)
+#define L2C__DRAW_VICTIM ((uint64_t)3 << 40)
+
+/* The translation of sample i in draw `draw` (cfg.victim_shift): a function of the seed only, so
+   that a resumed attack draws what an uninterrupted one does. */
+static void l2c__sample_shift(const l2c_attack *a, uint64_t draw, int i, int *dx, int *dy)
+{
+    uint64_t state = (a->cfg.seed * 0x9E3779B97F4A7C15ull) ^ (draw * 0xBF58476D1CE4E5B9ull) ^ ((uint64_t)i << 20);
+    uint64_t r = l2c__splitmix64(&state);
+    uint32_t span = (uint32_t)(2 * a->cfg.victim_shift + 1);
+    *dx = (int)((uint32_t)r % span) - a->cfg.victim_shift;
+    *dy = (int)((uint32_t)(r >> 32) % span) - a->cfg.victim_shift;
+}
+
+/* The victim's view of a batch of n poisoned images: xp itself, or with cfg.victim_shift each
+   sample translated by its own draw (into a->victim_view). */
+static const float *l2c__augment(l2c_attack *a, const float *xp, int n, uint64_t draw)
+{
+    int i, dx, dy, c = a->train->c, h = a->train->h, w = a->train->w;
+    size_t per = (size_t)c * h * w;
+    if (!a->cfg.victim_shift) return xp;
+    for (i = 0; i < n; i++) {
+        l2c__sample_shift(a, draw, i, &dx, &dy);
+        l2c__shift_planes(xp + i * per, a->victim_view + i * per, c, h, w, dx, dy);
+    }
+    return a->victim_view;
+}
+
+/* out = the adjoint of l2c__augment applied to a gradient g with respect to the view. */
+static void l2c__deaugment(const l2c_attack *a, const float *g, float *out, int n, uint64_t draw)
+{
+    int i, dx, dy, c = a->train->c, h = a->train->h, w = a->train->w;
+    size_t per = (size_t)c * h * w;
+    memset(out, 0, (size_t)n * per * sizeof(float));
+    for (i = 0; i < n; i++) {
+        dx = dy = 0;
+        if (a->cfg.victim_shift) l2c__sample_shift(a, draw, i, &dx, &dy);
+        l2c__unshift_add(g + i * per, out + i * per, c, h, w, dx, dy, 1.0f);
+    }
 }
 
 /* clamp(x + eps * g(x), 0, 1) recorded on `t`; x gets no gradient. */
@@ -4106,7 +4166,8 @@ static int l2c__probe_input_grad(l2c_attack *a, const float *data, int n, const 
 /* The hypergradient of the generator objective with respect to x' (into a->seed_grad):
    +alpha*u to raise the clean loss (non-targeted), -alpha*u to lower the eta loss (targeted),
    with u = [grad_x' L(theta + r v, x') - grad_x' L(theta - r v, x')] / 2r. With cfg.shortcut the
-   look-ahead's pass also leaves grad_x' L(f_theta(x'), y) in a->victim_xgrad. */
+   look-ahead's pass also leaves grad_x' L(f_theta(x'), y) in a->victim_xgrad. With cfg.victim_shift
+   the victim sees the translated view of x' throughout, and both go back through the translation. */
 static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_loss)
 {
     l2c_model *v = a->victim, *p = a->probe;
@@ -4116,13 +4177,19 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     double norm = 0.0;
     float r, scale, *dir = p->grads;
     l2c_tensor *in = NULL;
+    uint64_t draw = L2C__DRAW_LOOKAHEAD + (uint64_t)a->steps_done;
+    const float *view = l2c__augment(a, xp, n, draw);
     /* theta' = theta - alpha * grad_theta L(f_theta(x'), y): the look-ahead */
-    loss = l2c__victim_loss(a, v, xp, n, NULL, L2C_TRAIN_FROZEN_STATS, a->cfg.shortcut > 0.0f ? &in : NULL, 1);
+    loss = l2c__victim_loss(a, v, view, n, NULL, L2C_TRAIN_FROZEN_STATS, a->cfg.shortcut > 0.0f ? &in : NULL, 1);
     l2c_model_zero_grad(v);
     if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
-    if (in) memcpy(a->victim_xgrad, in->grad, size * sizeof(float));
+    if (in) l2c__deaugment(a, in->grad, a->victim_xgrad, n, draw);
     memcpy(p->buffers, v->buffers, v->nbuffers * sizeof(float));
-    for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - a->cfg.victim_lr * v->grads[i];
+    if (a->sgd.velocity) {   /* the full momentum step, as l2c_sgd_step will take it */
+        const float mu = a->sgd.momentum, *vel = a->sgd.velocity;
+        for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - a->cfg.victim_lr * (mu * vel[i] + v->grads[i]);
+    } else
+        for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - a->cfg.victim_lr * v->grads[i];
     /* v = grad_theta' of the look-ahead victim's loss on the clean batch */
     loss = l2c__victim_loss(a, p, a->x, n, map, L2C_TRAIN_FROZEN_STATS, NULL, 1);
     l2c_model_zero_grad(p);
@@ -4132,10 +4199,15 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     if (!(norm > 0.0) || !isfinite(norm)) return l2c__fail(L2C_ENAN, "attack: the clean-loss gradient is zero or not finite");
     r = (float)(a->cfg.fd_radius / sqrt(norm));
     /* probe_input_grad overwrites p->params but reads dir = p->grads, which it does not touch */
-    if (l2c__probe_input_grad(a, xp, n, dir, r, a->grad_plus) ||
-        l2c__probe_input_grad(a, xp, n, dir, -r, a->seed_grad)) return L2C_EINVAL;
+    if (l2c__probe_input_grad(a, view, n, dir, r, a->grad_plus) ||
+        l2c__probe_input_grad(a, view, n, dir, -r, a->seed_grad)) return L2C_EINVAL;
     scale = (a->cfg.targeted ? -1.0f : 1.0f) * a->cfg.victim_lr / (2.0f * r);
-    for (i = 0; i < size; i++) a->seed_grad[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
+    if (!a->cfg.victim_shift) {
+        for (i = 0; i < size; i++) a->seed_grad[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
+        return L2C_OK;
+    }
+    for (i = 0; i < size; i++) a->grad_plus[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
+    l2c__deaugment(a, a->grad_plus, a->seed_grad, n, draw);
     return L2C_OK;
 }
 
@@ -4146,7 +4218,8 @@ static float l2c__victim_step(l2c_attack *a, int n)
     float value;
     l2c_tape_reset(a->gen_tape);
     xp = l2c__poisoned(a->gen_tape, a->frozen, a->x, n, a->cfg.eps, L2C_EVAL);
-    loss = xp ? l2c__victim_loss(a, a->victim, xp->data, n, NULL, L2C_TRAIN, NULL, 1) : NULL;
+    loss = xp ? l2c__victim_loss(a, a->victim, l2c__augment(a, xp->data, n, L2C__DRAW_VICTIM + (uint64_t)a->steps_done), n, NULL,
+                                 L2C_TRAIN, NULL, 1) : NULL;
     if (!loss) return (float)NAN;
     l2c_model_zero_grad(a->victim);
     if (l2c_backward(a->vic_tape, loss)) return (float)NAN;
@@ -4283,6 +4356,7 @@ L2C_API int l2c_attack_add_victim(l2c_attack *a, const l2c_model *classifier)
     int k = a ? a->narchs : 0;
     if (!a || !classifier) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: NULL argument");
     if (a->cfg.victims != 1) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: needs cfg.victims = 1 (a pool of %d victims is set)", a->cfg.victims);
+    if (a->cfg.victim_momentum > 0.0f) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: not with victim_momentum (one velocity per architecture is not kept)");
     if (a->narchs >= L2C_MAX_REFERENCES) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: at most %d victim architectures", L2C_MAX_REFERENCES);
     if (l2c__check_classifier(a, classifier, "l2c_attack_add_victim")) return L2C_EINVAL;
     a->archs[k] = l2c_model_clone(classifier);
@@ -4295,6 +4369,13 @@ L2C_API int l2c_attack_add_victim(l2c_attack *a, const l2c_model *classifier)
     return L2C_OK;
 }
 
+/* A fresh imaginary victim: new weights from the seed, and no velocity (victim_momentum). */
+static void l2c__fresh_victim(l2c_attack *a, l2c_model *v)
+{
+    l2c_model_init(v, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
+    if (a->sgd.velocity) memset(a->sgd.velocity, 0, a->sgd.n * sizeof(float));
+}
+
 /* With several victim architectures, trial t trains a fresh victim of architecture t mod narchs. */
 static void l2c__next_architecture(l2c_attack *a)
 {
@@ -4302,7 +4383,7 @@ static void l2c__next_architecture(l2c_attack *a)
     a->victim = a->archs[k];
     a->probe = a->arch_probes[k];
     a->sgd.n = a->victim->nparams;
-    l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
+    l2c__fresh_victim(a, a->victim);
 }
 
 /* SGD steps of a reference classifier's training: warmup_epochs passes over the batches, a fraction
@@ -4482,7 +4563,7 @@ static void l2c__pick_victim(l2c_attack *a, int steps_per_trial)
     else if (a->age[k] < life) { a->victim = a->pool[k]; return; }
     else a->age[k] = 0;
     a->victim = a->pool[k];
-    l2c_model_init(a->victim, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
+    l2c__fresh_victim(a, a->victim);
 }
 
 /* The generator's learning rate after `done` of a phase's `total` steps (cfg.lr_schedule). */

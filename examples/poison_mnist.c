@@ -5,7 +5,8 @@
                        [--targeted] [--fraction F] [--generator mnist|autoencoder] [--gen-width W] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
                        [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
-                       [--lr-schedule constant|cosine] [--shift PIXELS] [--shortcut W] [--trial-victims LIST]
+                       [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
+                       [--trial-victims LIST] [--victim-momentum M]
 
    --gen-width: channels of the autoencoder's first layer (default 16, the paper's; 8 is faster, README);
    --ref-epochs: epochs of clean training of the reference classifiers (default 1);
@@ -15,6 +16,8 @@
    warm-up paints into each class (next: y+1; nearest: the most confusable pairing); --lr-schedule:
    the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each);
    --shift: the reference classifiers see randomly translated poisons (input diversity, for transfer);
+   --victim-shift: the trials' imaginary victim trains with random shifts, as an augmenting defender;
+   --victim-momentum: momentum of the imaginary victim's SGD (0: the paper's plain SGD);
    --shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);
    --trial-victims: classifiers (as for --references) whose architectures the trials' imaginary
    victims take in turn after the reference CNN's.
@@ -139,6 +142,8 @@ int main(int argc, char **argv)
         }
         else if (!strcmp(a, "--shortcut")) cfg.shortcut = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--shift")) cfg.warmup_shift = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--victim-shift")) cfg.victim_shift = atoi(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--victim-momentum")) cfg.victim_momentum = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--anchor")) cfg.anchor = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;

@@ -49,22 +49,29 @@ static void ta_dataset(l2c_dataset *d, float *x)
 }
 
 /* J(xi') = L(f_theta'(x), target), theta' = theta - alpha grad_theta L(f_theta(x'(xi')), y):
-   the whole unrolled objective, computed directly with the public API. */
+   the whole unrolled objective, computed directly with the public API. With `shifts` (dx, dy per
+   sample) the look-ahead trains on x' translated by them (l2c_translate), as with victim_shift; with
+   a velocity (victim_momentum mu) the look-ahead is the momentum step theta - alpha (mu vel + grad). */
 static double ta_objective(l2c_model *g, l2c_model *victim, const float *x, const uint8_t *y,
-                           const int *map, float eps, float alpha)
+                           const int *map, float eps, float alpha, const int *shifts, const float *vel, float mu)
 {
     l2c_tape *t = l2c_tape_new();
     l2c_model *look = l2c_model_clone(victim);
     l2c_tensor *in, *xp, *loss;
+    float view[TA_N * TA_SIDE * TA_SIDE];
     double J;
     size_t i;
+    int k;
     in = l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, x, 0);
     xp = l2c_clamp(t, l2c_add(t, in, l2c_scale(t, l2c_model_forward(t, g, in, L2C_TRAIN_FROZEN_STATS), eps)), 0, 1);
-    loss = l2c_softmax_xent(t, l2c_model_forward(t, look, l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, xp->data, 0),
+    memcpy(view, xp->data, sizeof view);
+    for (k = 0; shifts && k < TA_N; k++)
+        l2c_translate(xp->data + k * TA_SIDE * TA_SIDE, view + k * TA_SIDE * TA_SIDE, 1, TA_SIDE, TA_SIDE, shifts[2 * k], shifts[2 * k + 1]);
+    loss = l2c_softmax_xent(t, l2c_model_forward(t, look, l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, view, 0),
                                                  L2C_TRAIN_FROZEN_STATS), y, NULL);
     l2c_model_zero_grad(look);
     l2c_backward(t, loss);
-    for (i = 0; i < look->nparams; i++) look->params[i] -= alpha * look->grads[i];
+    for (i = 0; i < look->nparams; i++) look->params[i] -= alpha * ((vel ? mu * vel[i] : 0.0f) + look->grads[i]);
     l2c_tape_reset(t);
     in = l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, x, 0);
     loss = l2c_softmax_xent(t, l2c_model_forward(t, look, in, L2C_TRAIN_FROZEN_STATS), y, map);
@@ -75,8 +82,10 @@ static double ta_objective(l2c_model *g, l2c_model *victim, const float *x, cons
 }
 
 /* Compares the attack's generator gradient with a central difference of +-J in every generator
-   parameter; the tolerance is on the whole vector (relative error and cosine). */
-static void ta_check_hypergradient(int targeted)
+   parameter; the tolerance is on the whole vector (relative error and cosine). With victim_shift the
+   objective translates each sample by the draw the attack's first step uses; with momentum the
+   victim carries a (random) velocity from earlier steps. */
+static void ta_check_hypergradient(int targeted, int victim_shift, float momentum)
 {
     l2c_dataset d;
     float x[TA_N * TA_SIDE * TA_SIDE];
@@ -86,13 +95,26 @@ static void ta_check_hypergradient(int targeted)
     double dot = 0, na = 0, nn = 0, diff = 0;
     const float h = 1e-2f, alpha = 1.0f;
     size_t i;
+    int shifts[2 * TA_N], k, moved = 0;
     REQUIRE(g && v, "setup failed");
     ta_dataset(&d, x);
     l2c_attack_defaults(&cfg, 3);
     cfg.eps = 0.1f; cfg.victim_lr = alpha; cfg.batch = TA_N; cfg.targeted = targeted;
     cfg.anchor = 0.0f;   /* the paper's objective alone (the anchor has a test of its own) */
+    cfg.victim_shift = victim_shift; cfg.victim_momentum = momentum;
     a = l2c_attack_new(&cfg, g, v, &d);
     REQUIRE(a, "attack setup failed: %s", l2c_error());
+    REQUIRE((momentum > 0.0f) == (a->sgd.velocity != NULL), "victim_momentum %g: velocity %p", momentum, (void *)a->sgd.velocity);
+    if (a->sgd.velocity) {
+        l2c_rng r;
+        l2c_rng_seed(&r, 21);
+        for (i = 0; i < v->nparams; i++) a->sgd.velocity[i] = l2c_rng_uniform(&r) - 0.5f;
+    }
+    for (k = 0; k < TA_N; k++) {
+        l2c__sample_shift(a, L2C__DRAW_LOOKAHEAD, k, &shifts[2 * k], &shifts[2 * k + 1]);
+        moved += shifts[2 * k] || shifts[2 * k + 1];
+    }
+    REQUIRE(!victim_shift || moved > 1, "only %d of %d samples are translated", moved, TA_N);
     l2c_model_copy(l2c_attack_victim(a), v);
     REQUIRE(l2c_attack_generator_grad(a, x, d.labels, TA_N, NULL) == 0, "generator grad failed: %s", l2c_error());
     gt = l2c_attack_trainable(a);
@@ -100,9 +122,11 @@ static void ta_check_hypergradient(int targeted)
         float keep = g->params[i];
         double jp, jm, num;
         g->params[i] = keep + h;
-        jp = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, alpha);
+        jp = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, alpha, victim_shift ? shifts : NULL,
+                          a->sgd.velocity, momentum);
         g->params[i] = keep - h;
-        jm = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, alpha);
+        jm = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, alpha, victim_shift ? shifts : NULL,
+                          a->sgd.velocity, momentum);
         g->params[i] = keep;
         num = (targeted ? 1.0 : -1.0) * (jp - jm) / (2.0 * h);   /* Adam minimises -J, or +J_eta */
         dot += num * gt->grads[i]; na += (double)gt->grads[i] * gt->grads[i]; nn += num * num;
@@ -114,8 +138,12 @@ static void ta_check_hypergradient(int targeted)
     l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
-static void test_hypergradient_matches_unrolled_objective(void) { ta_check_hypergradient(0); }
-static void test_hypergradient_matches_unrolled_objective_targeted(void) { ta_check_hypergradient(1); }
+static void test_hypergradient_matches_unrolled_objective(void) { ta_check_hypergradient(0, 0, 0.0f); }
+static void test_hypergradient_matches_unrolled_objective_targeted(void) { ta_check_hypergradient(1, 0, 0.0f); }
+/* victim_shift: the imaginary victim trains on translated poisons; the gradient goes back through. */
+static void test_hypergradient_matches_unrolled_objective_shifted_victim(void) { ta_check_hypergradient(0, 1, 0.0f); }
+/* victim_momentum: the look-ahead is the momentum step from the victim's velocity. */
+static void test_hypergradient_matches_unrolled_objective_momentum_victim(void) { ta_check_hypergradient(0, 0, 0.9f); }
 
 static void test_poison_stays_within_eps(void)
 {
@@ -198,6 +226,19 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(shortcut, (float)NAN);
     TA_REFUSED(warmup_shift, -1);
     TA_REFUSED(warmup_shift, TA_SIDE);
+    TA_REFUSED(victim_shift, -2);
+    TA_REFUSED(victim_shift, TA_SIDE);
+    TA_REFUSED(victim_momentum, -0.1f);
+    TA_REFUSED(victim_momentum, 1.0f);
+    TA_REFUSED(victim_momentum, (float)NAN);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4; cfg.victims = 2; cfg.victim_momentum = 0.5f;   /* a pool would share one velocity */
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "victim_momentum"), "momentum with a pool: %s", l2c_error());
+    cfg.victims = 1;
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a, "setup failed: %s", l2c_error());
+    CHECK_FAILS(l2c_attack_add_victim(a, v));   /* one velocity per architecture is not kept */
+    l2c_attack_free(a);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.targeted = 1; cfg.label_map[1] = 7;
     CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL, "a label map outside the classes was accepted");
@@ -226,7 +267,8 @@ static l2c_attack *ta_new(const l2c_attack_config *cfg, l2c_model *g, l2c_model 
 
 /* victims / lifetime: the paper's one fresh victim per trial, or a pool living across trials;
    anchor > 0: the warm-up objective (two reference classifiers) kept during the trials;
-   linear_victim: trials alternate between two victim architectures, the references see shifted views. */
+   linear_victim: trials alternate between two victim architectures, the references see shifted views
+   and so does the imaginary victim (victim_shift). */
 static void ta_check_resume(int victims, int lifetime, float anchor, int lr_schedule, int linear_victim)
 {
     l2c_dataset d;
@@ -241,7 +283,7 @@ static void ta_check_resume(int victims, int lifetime, float anchor, int lr_sche
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3;
     cfg.victims = victims; cfg.victim_lifetime = lifetime; cfg.warmup_steps = 5; cfg.anchor = anchor;
-    cfg.lr_schedule = lr_schedule; cfg.warmup_shift = linear_victim;
+    cfg.lr_schedule = lr_schedule; cfg.warmup_shift = linear_victim; cfg.victim_shift = linear_victim;
     a = ta_new(&cfg, g, v, &d, linear_victim);                 /* uninterrupted: warm-up and 3 trials */
     REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
     CHECK(l2c_attack_trials_done(a) == 3 && l2c_attack_warmed_up(a), "trials done %d", l2c_attack_trials_done(a));
@@ -704,6 +746,8 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_warmup_targets),
     L2CT(test_hypergradient_matches_unrolled_objective),
     L2CT(test_hypergradient_matches_unrolled_objective_targeted),
+    L2CT(test_hypergradient_matches_unrolled_objective_shifted_victim),
+    L2CT(test_hypergradient_matches_unrolled_objective_momentum_victim),
     L2CT(test_poison_stays_within_eps),
     L2CT(test_attack_refuses_bad_settings),
     L2CT(test_attack_checkpoint_resumes_bit_identically),
