@@ -379,7 +379,67 @@ static void test_set_threads_default_follows_omp_num_threads(void)
 #endif
 }
 
+#ifdef _OPENMP
+/* A few SGD steps of the reference CNN and of the autoencoder (28x28, batch 32: big enough for every
+   kernel's parallel path) with `threads` threads; the parameters after them, in one buffer. */
+static float *train_mnist_nets(int threads, size_t *count)
+{
+    l2c_model *nets[2];
+    l2c_tape *t = l2c_tape_new();
+    float *x = (float *)malloc(2 * 32 * 784 * sizeof(float)), *seed = x ? x + 32 * 784 : NULL, *out = NULL;
+    uint8_t labels[32];
+    l2c_rng r;
+    int k, s, i, failed = !t || !x;
+    size_t total = 0;
+    if (l2c_set_threads(threads) != threads) failed = 1;   /* the 2-thread run must really use two */
+    nets[0] = l2c_mnist_victim(100, 3);
+    nets[1] = l2c_autoencoder(1, 28, 28, 8, 4);
+    l2c_rng_seed(&r, 77);
+    for (k = 0; k < 2 && !failed; k++) {
+        l2c_sgd opt;
+        if (!nets[k] || l2c_sgd_init(&opt, nets[k], 0.05f, 0.9f, 0.0f)) { failed = 1; break; }
+        for (s = 0; s < 3 && !failed; s++) {
+            l2c_tensor *y;
+            fill_uniform(&r, x, 32 * 784, 0, 1);
+            for (i = 0; i < 32; i++) labels[i] = (uint8_t)l2c_rng_below(&r, 10);
+            l2c_tape_reset(t);
+            l2c_model_zero_grad(nets[k]);
+            y = l2c_model_forward(t, nets[k], l2c_tape_input(t, 32, 1, 28, 28, x, 0), L2C_TRAIN);
+            if (!y) failed = 1;
+            else if (k == 1) {   /* the generator: a random output gradient, as the attack seeds it */
+                fill_uniform(&r, seed, 32 * 784, -1, 1);
+                failed = l2c_backward_from(t, y, seed) != 0;
+            } else failed = l2c_backward(t, l2c_softmax_xent(t, y, labels, NULL)) != 0;
+            if (!failed) l2c_sgd_step(&opt, nets[k]);
+        }
+        l2c_sgd_free(&opt);
+        total += nets[k]->nparams;
+    }
+    if (!failed && (out = (float *)malloc(total * sizeof(float)))) {
+        memcpy(out, nets[0]->params, nets[0]->nparams * sizeof(float));
+        memcpy(out + nets[0]->nparams, nets[1]->params, nets[1]->nparams * sizeof(float));
+        *count = total;
+    }
+    l2c_model_free(nets[0]); l2c_model_free(nets[1]); l2c_tape_free(t); free(x);
+    return out;
+}
+
+/* The results do not depend on the thread count (README: fixed work splits, sums in fixed order). */
+static void test_thread_count_does_not_change_training(void)
+{
+    size_t n1 = 0, n2 = 0;
+    float *one = train_mnist_nets(1, &n1), *two = train_mnist_nets(2, &n2);
+    REQUIRE(one && two && n1 == n2, "training failed: %s", l2c_error());
+    CHECK(memcmp(one, two, n1 * sizeof(float)) == 0, "1 and 2 threads trained different parameters");
+    free(one); free(two);
+    l2c_set_threads(0);
+}
+#endif
+
 static const l2ct_case l2ct_train_cases[] = {
+#ifdef _OPENMP
+    L2CT(test_thread_count_does_not_change_training),
+#endif
     L2CT(test_set_threads_default_follows_omp_num_threads),
     L2CT(test_sgd_momentum_weight_decay_matches_pytorch),
     L2CT(test_adam_and_amsgrad_match_pytorch),
