@@ -4163,33 +4163,42 @@ static int l2c__probe_input_grad(l2c_attack *a, const float *data, int n, const 
     return L2C_OK;
 }
 
-/* The hypergradient of the generator objective with respect to x' (into a->seed_grad):
-   +alpha*u to raise the clean loss (non-targeted), -alpha*u to lower the eta loss (targeted),
-   with u = [grad_x' L(theta + r v, x') - grad_x' L(theta - r v, x')] / 2r. With cfg.shortcut the
-   look-ahead's pass also leaves grad_x' L(f_theta(x'), y) in a->victim_xgrad. With cfg.victim_shift
-   the victim sees the translated view of x' throughout, and both go back through the translation. */
-static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_loss)
+/* theta' = theta - alpha * grad_theta L(f_theta(view), y), the look-ahead, into a->probe (with
+   victim_momentum the full momentum step, as l2c_sgd_step will take it). With cfg.shortcut the pass
+   also leaves grad_x' L(f_theta(x'), y) in a->victim_xgrad (back through the view's translation). */
+static int l2c__look_ahead(l2c_attack *a, const float *view, int n, uint64_t draw)
 {
     l2c_model *v = a->victim, *p = a->probe;
-    const int *map = a->cfg.targeted ? a->cfg.label_map : NULL;
-    l2c_tensor *loss;
-    size_t i, size = (size_t)n * v->in_c * v->in_h * v->in_w;
-    double norm = 0.0;
-    float r, scale, *dir = p->grads;
-    l2c_tensor *in = NULL;
-    uint64_t draw = L2C__DRAW_LOOKAHEAD + (uint64_t)a->steps_done;
-    const float *view = l2c__augment(a, xp, n, draw);
-    /* theta' = theta - alpha * grad_theta L(f_theta(x'), y): the look-ahead */
+    l2c_tensor *in = NULL, *loss;
+    const float alpha = a->cfg.victim_lr, mu = a->sgd.momentum, *vel = a->sgd.velocity;
+    size_t i;
     loss = l2c__victim_loss(a, v, view, n, NULL, L2C_TRAIN_FROZEN_STATS, a->cfg.shortcut > 0.0f ? &in : NULL, 1);
     l2c_model_zero_grad(v);
     if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
     if (in) l2c__deaugment(a, in->grad, a->victim_xgrad, n, draw);
     memcpy(p->buffers, v->buffers, v->nbuffers * sizeof(float));
-    if (a->sgd.velocity) {   /* the full momentum step, as l2c_sgd_step will take it */
-        const float mu = a->sgd.momentum, *vel = a->sgd.velocity;
-        for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - a->cfg.victim_lr * (mu * vel[i] + v->grads[i]);
-    } else
-        for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - a->cfg.victim_lr * v->grads[i];
+    if (vel)
+        for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - alpha * (mu * vel[i] + v->grads[i]);
+    else
+        for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - alpha * v->grads[i];
+    return L2C_OK;
+}
+
+/* The hypergradient of the generator objective with respect to x' (into a->seed_grad):
+   +alpha*u to raise the clean loss (non-targeted), -alpha*u to lower the eta loss (targeted),
+   with u = [grad_x' L(theta + r v, x') - grad_x' L(theta - r v, x')] / 2r. With cfg.victim_shift
+   the victim sees the translated view of x' throughout, and u goes back through the translation. */
+static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_loss)
+{
+    l2c_model *p = a->probe;
+    const int *map = a->cfg.targeted ? a->cfg.label_map : NULL;
+    l2c_tensor *loss;
+    size_t i, size = (size_t)n * p->in_c * p->in_h * p->in_w;
+    double norm = 0.0;
+    float r, scale, *dir = p->grads, *u = a->cfg.victim_shift ? a->grad_plus : a->seed_grad;
+    uint64_t draw = L2C__DRAW_LOOKAHEAD + (uint64_t)a->steps_done;
+    const float *view = l2c__augment(a, xp, n, draw);
+    if (l2c__look_ahead(a, view, n, draw)) return L2C_EINVAL;
     /* v = grad_theta' of the look-ahead victim's loss on the clean batch */
     loss = l2c__victim_loss(a, p, a->x, n, map, L2C_TRAIN_FROZEN_STATS, NULL, 1);
     l2c_model_zero_grad(p);
@@ -4202,12 +4211,8 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     if (l2c__probe_input_grad(a, view, n, dir, r, a->grad_plus) ||
         l2c__probe_input_grad(a, view, n, dir, -r, a->seed_grad)) return L2C_EINVAL;
     scale = (a->cfg.targeted ? -1.0f : 1.0f) * a->cfg.victim_lr / (2.0f * r);
-    if (!a->cfg.victim_shift) {
-        for (i = 0; i < size; i++) a->seed_grad[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
-        return L2C_OK;
-    }
-    for (i = 0; i < size; i++) a->grad_plus[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
-    l2c__deaugment(a, a->grad_plus, a->seed_grad, n, draw);
+    for (i = 0; i < size; i++) u[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
+    if (a->cfg.victim_shift) l2c__deaugment(a, u, a->seed_grad, n, draw);
     return L2C_OK;
 }
 
