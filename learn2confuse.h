@@ -4087,15 +4087,22 @@ L2C_API void l2c_attack_free(l2c_attack *a)
 #define L2C__DRAW_LOOKAHEAD ((uint64_t)2 << 40)
 #define L2C__DRAW_VICTIM ((uint64_t)3 << 40)
 
-/* The translation of sample i in draw `draw` (cfg.victim_shift): a function of the seed only, so
-   that a resumed attack draws what an uninterrupted one does. */
+/* A random translation (dx, dy) in [-shift, shift]^2 drawn from `state`. The attack's draws are
+   functions of the seed and a draw number only, so that a resumed attack draws what an
+   uninterrupted one does. */
+static void l2c__draw_shift(uint64_t state, int shift, int *dx, int *dy)
+{
+    uint64_t r = l2c__splitmix64(&state);
+    uint32_t span = (uint32_t)(2 * shift + 1);
+    *dx = (int)((uint32_t)r % span) - shift;
+    *dy = (int)((uint32_t)(r >> 32) % span) - shift;
+}
+
+/* The translation of sample i in draw `draw` (cfg.victim_shift). */
 static void l2c__sample_shift(const l2c_attack *a, uint64_t draw, int i, int *dx, int *dy)
 {
-    uint64_t state = (a->cfg.seed * 0x9E3779B97F4A7C15ull) ^ (draw * 0xBF58476D1CE4E5B9ull) ^ ((uint64_t)i << 20);
-    uint64_t r = l2c__splitmix64(&state);
-    uint32_t span = (uint32_t)(2 * a->cfg.victim_shift + 1);
-    *dx = (int)((uint32_t)r % span) - a->cfg.victim_shift;
-    *dy = (int)((uint32_t)(r >> 32) % span) - a->cfg.victim_shift;
+    l2c__draw_shift((a->cfg.seed * 0x9E3779B97F4A7C15ull) ^ (draw * 0xBF58476D1CE4E5B9ull) ^ ((uint64_t)i << 20),
+                    a->cfg.victim_shift, dx, dy);
 }
 
 /* The victim's view of a batch of n poisoned images: xp itself, or with cfg.victim_shift each
@@ -4434,15 +4441,10 @@ static int l2c__train_references(l2c_attack *a)
     return rc;
 }
 
-/* The random translation of member k at draw `draw` (cfg.warmup_shift): a function of the seed only,
-   so that a resumed attack draws what an uninterrupted one does. */
+/* The random translation of member k at draw `draw` (cfg.warmup_shift). */
 static void l2c__member_shift(const l2c_attack *a, uint64_t draw, int k, int *dx, int *dy)
 {
-    uint64_t state = a->cfg.seed * 0x2545F4914F6CDD1Dull + draw * L2C_MAX_REFERENCES + (uint64_t)k;
-    uint64_t r = l2c__splitmix64(&state);
-    uint32_t span = (uint32_t)(2 * a->cfg.warmup_shift + 1);
-    *dx = (int)((uint32_t)r % span) - a->cfg.warmup_shift;
-    *dy = (int)((uint32_t)(r >> 32) % span) - a->cfg.warmup_shift;
+    l2c__draw_shift(a->cfg.seed * 0x2545F4914F6CDD1Dull + draw * L2C_MAX_REFERENCES + (uint64_t)k, a->cfg.warmup_shift, dx, dy);
 }
 
 /* The warm-up objective on poisoned images xp: the ensemble's mean loss against w(y), and its
