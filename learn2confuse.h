@@ -1,4 +1,4 @@
-/* learn2confuse.h - v0.3.0 - training-time adversarial data (DeepConfuse) in one C99 header.
+/* learn2confuse.h - v0.4.0 - training-time adversarial data (DeepConfuse) in one C99 header.
 
    A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
    added to each training image, makes classifiers trained on the perturbed set fail on clean data
@@ -34,6 +34,9 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.4.0  attack knobs victim_shift (a shift-augmented imaginary victim) and victim_momentum,
+              both with finite-difference tests of the hypergradient; the defaults are unchanged
+              (README: v0.4.0 study); results shown not to depend on the thread count
        0.3.0  l2c_autoencoder (any input size and width), l2c_model_read (a model rebuilt from its
               checkpoint), l2c_translate; attack knobs studied in the README: warmup_shift,
               shortcut, l2c_attack_add_victim, fractional warmup_epochs; l2c_poison_dataset
@@ -51,7 +54,7 @@
 #define L2C_VERSION_MAJOR 0
 #define L2C_VERSION_MINOR 3
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.3.0"
+#define L2C_VERSION "0.4.0"
 
 #include <stddef.h>
 #include <stdint.h>
