@@ -52,7 +52,7 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 3
+#define L2C_VERSION_MINOR 4
 #define L2C_VERSION_PATCH 0
 #define L2C_VERSION "0.4.0"
 
@@ -456,8 +456,9 @@ typedef struct l2c_attack_config {
     float victim_momentum; /* momentum of the imaginary victim's SGD, in [0, 1): a victim trained like
                               the paper's CNN recipes (SGD 0.01, momentum 0.9) gets further in a
                               trial; the look-ahead then takes the full momentum step. Needs
-                              victims = 1 and no added victim architectures (0: the paper's plain
-                              SGD)                                                   default 0 */
+                              victims = 1, victim_lifetime 0 (a fresh victim, and velocity, each
+                              trial: a checkpoint holds no velocity) and no added victim
+                              architectures (0: the paper's plain SGD)               default 0 */
     int victim_shift;      /* the imaginary victim's augmentation: in the trials it trains (look-ahead
                               and real step) on poisoned images each translated by its own random
                               (dx, dy) in [-shift, shift] pixels (zero fill), as a defender who
@@ -4002,8 +4003,10 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
                          d->h < d->w ? d->h : d->w, d->h, d->w);
     if (cfg->victims < 1 || cfg->victims > 64 || cfg->victim_lifetime < 0)
         return l2c__fail(L2C_EINVAL, "attack: need 1 <= victims <= 64 and victim_lifetime >= 0");
-    if (!(cfg->victim_momentum >= 0.0f && cfg->victim_momentum < 1.0f) || (cfg->victim_momentum > 0.0f && cfg->victims != 1))
-        return l2c__fail(L2C_EINVAL, "attack: victim_momentum %g must be in [0, 1), and needs victims = 1 (%d)", cfg->victim_momentum, cfg->victims);
+    if (!(cfg->victim_momentum >= 0.0f && cfg->victim_momentum < 1.0f) ||
+        (cfg->victim_momentum > 0.0f && (cfg->victims != 1 || cfg->victim_lifetime != 0)))
+        return l2c__fail(L2C_EINVAL, "attack: victim_momentum %g must be in [0, 1), and needs victims = 1 (%d) and victim_lifetime 0 (%d)",
+                         cfg->victim_momentum, cfg->victims, cfg->victim_lifetime);
     l2c_model_output_shape(g, &c, &h, &w);
     if (g->in_c != d->c || g->in_h != d->h || g->in_w != d->w || c != d->c || h != d->h || w != d->w)
         return l2c__fail(L2C_EINVAL, "attack: the generator maps %dx%dx%d to %dx%dx%d; the data is %dx%dx%d",

@@ -234,7 +234,9 @@ static void test_attack_refuses_bad_settings(void)
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.victims = 2; cfg.victim_momentum = 0.5f;   /* a pool would share one velocity */
     CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "victim_momentum"), "momentum with a pool: %s", l2c_error());
-    cfg.victims = 1;
+    cfg.victims = 1; cfg.victim_lifetime = 250;   /* a victim living across trials: its velocity is not saved */
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "victim_lifetime"), "momentum with a lifetime: %s", l2c_error());
+    cfg.victim_lifetime = 0;
     a = l2c_attack_new(&cfg, g, v, &d);
     REQUIRE(a, "setup failed: %s", l2c_error());
     CHECK_FAILS(l2c_attack_add_victim(a, v));   /* one velocity per architecture is not kept */
@@ -268,8 +270,8 @@ static l2c_attack *ta_new(const l2c_attack_config *cfg, l2c_model *g, l2c_model 
 /* victims / lifetime: the paper's one fresh victim per trial, or a pool living across trials;
    anchor > 0: the warm-up objective (two reference classifiers) kept during the trials;
    linear_victim: trials alternate between two victim architectures, the references see shifted views
-   and so does the imaginary victim (victim_shift). */
-static void ta_check_resume(int victims, int lifetime, float anchor, int lr_schedule, int linear_victim)
+   and so does the imaginary victim (victim_shift); momentum: the victim's SGD momentum. */
+static void ta_check_resume(int victims, int lifetime, float anchor, int lr_schedule, int linear_victim, float momentum)
 {
     l2c_dataset d;
     float x[TA_N * TA_SIDE * TA_SIDE];
@@ -284,6 +286,7 @@ static void ta_check_resume(int victims, int lifetime, float anchor, int lr_sche
     cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3;
     cfg.victims = victims; cfg.victim_lifetime = lifetime; cfg.warmup_steps = 5; cfg.anchor = anchor;
     cfg.lr_schedule = lr_schedule; cfg.warmup_shift = linear_victim; cfg.victim_shift = linear_victim;
+    cfg.victim_momentum = momentum;
     a = ta_new(&cfg, g, v, &d, linear_victim);                 /* uninterrupted: warm-up and 3 trials */
     REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
     CHECK(l2c_attack_trials_done(a) == 3 && l2c_attack_warmed_up(a), "trials done %d", l2c_attack_trials_done(a));
@@ -325,11 +328,12 @@ static void ta_check_resume(int victims, int lifetime, float anchor, int lr_sche
     l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
-static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0, 0.0f, L2C_LR_CONSTANT, 0); }
-static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5, 0.0f, L2C_LR_CONSTANT, 0); }
-static void test_attack_checkpoint_resumes_with_anchor(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 0); }
-static void test_attack_checkpoint_resumes_cosine_schedule(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_COSINE, 0); }
-static void test_attack_checkpoint_resumes_victim_architectures(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 1); }
+static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0, 0.0f, L2C_LR_CONSTANT, 0, 0.0f); }
+static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5, 0.0f, L2C_LR_CONSTANT, 0, 0.0f); }
+static void test_attack_checkpoint_resumes_with_anchor(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 0, 0.0f); }
+static void test_attack_checkpoint_resumes_cosine_schedule(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_COSINE, 0, 0.0f); }
+static void test_attack_checkpoint_resumes_victim_architectures(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 1, 0.0f); }
+static void test_attack_checkpoint_resumes_momentum_victim(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 0, 0.9f); }
 
 /* l2c_attack_add_victim: trials take the architectures in turn, each victim fresh; bad ones refused. */
 static void test_trials_take_the_victim_architectures_in_turn(void)
@@ -741,6 +745,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_attack_checkpoint_resumes_with_anchor),
     L2CT(test_attack_checkpoint_resumes_cosine_schedule),
     L2CT(test_attack_checkpoint_resumes_victim_architectures),
+    L2CT(test_attack_checkpoint_resumes_momentum_victim),
     L2CT(test_trials_take_the_victim_architectures_in_turn),
     L2CT(test_cosine_schedule),
     L2CT(test_warmup_targets),
