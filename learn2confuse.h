@@ -4088,8 +4088,10 @@ L2C_API void l2c_attack_free(l2c_attack *a)
     L2C_FREE(a);
 }
 
-/* Draw numbers of the victim's augmentation (cfg.victim_shift): the look-ahead and the real step of
-   attack step s use draws L2C__DRAW_LOOKAHEAD + s and L2C__DRAW_VICTIM + s. */
+/* Draw numbers of the random translations of attack step s: the anchor's reference views
+   (cfg.warmup_shift; warm-up step s uses draw s) and the victim's look-ahead and real step
+   (cfg.victim_shift). */
+#define L2C__DRAW_ANCHOR ((uint64_t)1 << 40)
 #define L2C__DRAW_LOOKAHEAD ((uint64_t)2 << 40)
 #define L2C__DRAW_VICTIM ((uint64_t)3 << 40)
 
@@ -4130,10 +4132,10 @@ static void l2c__deaugment(const l2c_attack *a, const float *g, float *out, int 
 {
     int i, dx, dy, c = a->train->c, h = a->train->h, w = a->train->w;
     size_t per = (size_t)c * h * w;
+    if (!a->cfg.victim_shift) { memcpy(out, g, (size_t)n * per * sizeof(float)); return; }
     memset(out, 0, (size_t)n * per * sizeof(float));
     for (i = 0; i < n; i++) {
-        dx = dy = 0;
-        if (a->cfg.victim_shift) l2c__sample_shift(a, draw, i, &dx, &dy);
+        l2c__sample_shift(a, draw, i, &dx, &dy);
         l2c__unshift_add(g + i * per, out + i * per, c, h, w, dx, dy, 1.0f);
     }
 }
@@ -4514,7 +4516,7 @@ static int l2c__generator_grad(l2c_attack *a, int n, float *clean_loss)
     if (!xp || l2c__hypergrad(a, xp->data, n, clean_loss)) return L2C_EINVAL;
     hyper2 = l2c__norm2(a->seed_grad, size);
     if (a->cfg.anchor > 0.0f) {
-        if (l2c__reference_grad(a, xp->data, n, ((uint64_t)1 << 40) + (uint64_t)a->steps_done, &loss)) return L2C_EINVAL;
+        if (l2c__reference_grad(a, xp->data, n, L2C__DRAW_ANCHOR + (uint64_t)a->steps_done, &loss)) return L2C_EINVAL;
         l2c__add_relative(a->seed_grad, a->ref_grad, size, a->cfg.anchor, hyper2);
     }
     if (a->cfg.shortcut > 0.0f) l2c__add_relative(a->seed_grad, a->victim_xgrad, size, a->cfg.shortcut, hyper2);
