@@ -49,12 +49,18 @@ static void ta_dataset(l2c_dataset *d, float *x)
 }
 
 /* J(xi') = L(f_theta'(x), target), theta' = theta - alpha grad_theta L(f_theta(x'(xi')), y):
-   the whole unrolled objective, computed directly with the public API. With `shifts` (dx, dy per
-   sample) the look-ahead trains on x' translated by them (l2c_translate), as with victim_shift; with
-   a velocity (victim_momentum mu) the look-ahead is the momentum step theta - alpha (mu vel + grad). */
+   the whole unrolled objective, computed directly with the public API. How the look-ahead trains: */
+typedef struct ta_look {
+    float alpha;
+    const int *shifts;   /* or NULL: (dx, dy) per sample, x' translated by them (victim_shift) */
+    const float *vel;    /* or NULL: the velocity, a momentum step theta - alpha (mu vel + grad) */
+    float mu;
+} ta_look;
+
 static double ta_objective(l2c_model *g, l2c_model *victim, const float *x, const uint8_t *y,
-                           const int *map, float eps, float alpha, const int *shifts, const float *vel, float mu)
+                           const int *map, float eps, const ta_look *lk)
 {
+    const int *shifts = lk->shifts;
     l2c_tape *t = l2c_tape_new();
     l2c_model *look = l2c_model_clone(victim);
     l2c_tensor *in, *xp, *loss;
@@ -71,7 +77,7 @@ static double ta_objective(l2c_model *g, l2c_model *victim, const float *x, cons
                                                  L2C_TRAIN_FROZEN_STATS), y, NULL);
     l2c_model_zero_grad(look);
     l2c_backward(t, loss);
-    for (i = 0; i < look->nparams; i++) look->params[i] -= alpha * ((vel ? mu * vel[i] : 0.0f) + look->grads[i]);
+    for (i = 0; i < look->nparams; i++) look->params[i] -= lk->alpha * ((lk->vel ? lk->mu * lk->vel[i] : 0.0f) + look->grads[i]);
     l2c_tape_reset(t);
     in = l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, x, 0);
     loss = l2c_softmax_xent(t, l2c_model_forward(t, look, in, L2C_TRAIN_FROZEN_STATS), y, map);
@@ -96,6 +102,7 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
     const float h = 1e-2f, alpha = 1.0f;
     size_t i;
     int shifts[2 * TA_N], k, moved = 0;
+    ta_look lk;
     REQUIRE(g && v, "setup failed");
     ta_dataset(&d, x);
     l2c_attack_defaults(&cfg, 3);
@@ -115,6 +122,7 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
         moved += shifts[2 * k] || shifts[2 * k + 1];
     }
     REQUIRE(!victim_shift || moved > 1, "only %d of %d samples are translated", moved, TA_N);
+    lk.alpha = alpha; lk.shifts = victim_shift ? shifts : NULL; lk.vel = a->sgd.velocity; lk.mu = momentum;
     l2c_model_copy(l2c_attack_victim(a), v);
     REQUIRE(l2c_attack_generator_grad(a, x, d.labels, TA_N, NULL) == 0, "generator grad failed: %s", l2c_error());
     gt = l2c_attack_trainable(a);
@@ -122,11 +130,9 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
         float keep = g->params[i];
         double jp, jm, num;
         g->params[i] = keep + h;
-        jp = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, alpha, victim_shift ? shifts : NULL,
-                          a->sgd.velocity, momentum);
+        jp = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, &lk);
         g->params[i] = keep - h;
-        jm = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, alpha, victim_shift ? shifts : NULL,
-                          a->sgd.velocity, momentum);
+        jm = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, &lk);
         g->params[i] = keep;
         num = (targeted ? 1.0 : -1.0) * (jp - jm) / (2.0 * h);   /* Adam minimises -J, or +J_eta */
         dot += num * gt->grads[i]; na += (double)gt->grads[i] * gt->grads[i]; nn += num * num;
