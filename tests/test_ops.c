@@ -575,6 +575,50 @@ static void test_im2col_col2im_are_adjoint(void)
     }
 }
 
+static void test_im2col_col2im_match_naive_loops_exactly(void)
+{
+    /* Both unfolding paths (small planes through a zero-bordered copy, large ones bounds-tested)
+       against the definition, bit for bit; col2im adds onto a non-zero image, one contribution
+       per window offset in (ki, kj) order, so its sums are rounded the same way. */
+    static const struct { int c, h, w, k, s, p; } cases[] = {
+        { 2, 7, 7, 4, 1, 1 }, { 3, 14, 14, 4, 2, 1 }, { 1, 28, 28, 4, 2, 1 }, { 2, 6, 5, 3, 2, 0 },  /* small planes */
+        { 1, 70, 66, 4, 2, 1 }, { 1, 66, 70, 3, 1, 1 }, { 2, 9, 21, 3, 1, 2 }, { 1, 80, 9, 5, 3, 2 } /* bounded path */ };
+    size_t i;
+    l2c_rng r;
+    l2c_rng_seed(&r, 503);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int c = cases[i].c, h = cases[i].h, w = cases[i].w, k = cases[i].k, s = cases[i].s, p = cases[i].p;
+        const int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+        const size_t nim = (size_t)c * h * w, ld = (size_t)oh * ow, ncol = (size_t)c * k * k * ld;
+        float *x = (float *)malloc(nim * sizeof(float)), *col = (float *)malloc(ncol * sizeof(float));
+        float *im = (float *)malloc(nim * sizeof(float)), *want = (float *)malloc(nim * sizeof(float));
+        size_t bad_col = 0, bad_im = 0, j;
+        int ch, ki, kj, oy, ox;
+        REQUIRE(x && col && im && want, "buffers");
+        fill_uniform(&r, x, nim, -1, 1);
+        l2c_im2col(x, c, h, w, k, s, p, col, ld);
+        memcpy(im, x, nim * sizeof(float));
+        memcpy(want, x, nim * sizeof(float));
+        l2c_col2im(col, ld, c, h, w, k, s, p, im);
+        for (ch = 0; ch < c; ch++)
+            for (ki = 0; ki < k; ki++)
+                for (kj = 0; kj < k; kj++)
+                    for (oy = 0; oy < oh; oy++)
+                        for (ox = 0; ox < ow; ox++) {
+                            const int y = oy * s - p + ki, xx = ox * s - p + kj;
+                            const int inside = y >= 0 && y < h && xx >= 0 && xx < w;
+                            const size_t at = (size_t)ch * h * w + (size_t)(inside ? y : 0) * w + (inside ? xx : 0);
+                            const float v = col[((size_t)(ch * k + ki) * k + kj) * ld + (size_t)oy * ow + ox];
+                            bad_col += v != (inside ? x[at] : 0.0f);
+                            if (inside) want[at] += v;
+                        }
+        for (j = 0; j < nim; j++) bad_im += im[j] != want[j];
+        CHECK(bad_col == 0 && bad_im == 0, "case %lu (%dx%dx%d k%d s%d p%d): %lu im2col and %lu col2im values differ",
+              (unsigned long)i, c, h, w, k, s, p, (unsigned long)bad_col, (unsigned long)bad_im);
+        free(x); free(col); free(im); free(want);
+    }
+}
+
 /* ---------------------------------------------------------------- bad arguments ---------------- */
 
 static void test_bad_arguments_give_errors_not_crashes(void)
@@ -805,6 +849,7 @@ static const l2ct_case l2ct_ops_cases[] = {
     L2CT(test_init_follows_pytorch_bounds),
     L2CT(test_gemm_matches_naive_for_all_transposes),
     L2CT(test_im2col_col2im_are_adjoint),
+    L2CT(test_im2col_col2im_match_naive_loops_exactly),
     L2CT(test_bad_arguments_give_errors_not_crashes),
     L2CT(test_error_message_is_cleared_and_kept),
     L2CT(test_tape_memory_is_reused_after_the_first_steps),

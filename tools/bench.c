@@ -3,7 +3,9 @@
    gemm_*:            GFLOP/s of l2c_gemm against a naive triple loop in this binary
    victim_train:      reference victim CNN, images/s of forward + backward + SGD step, batch 64
    generator_forward: reference generator, eval mode, clamp and uint8 quantisation, images/s
-   attack_step:       one whole attack step (look-ahead, hypergradient, generator step, victim step)
+   attack_step:       one whole attack step (look-ahead, hypergradient, generator step, victim step,
+                      anchor), reference generator
+   *_ae:              the same with the paper's autoencoder (poison_mnist's default generator)
    The reference of the network figures is the same run on one thread.
    usage: bench [--quick] [--only NAME] */
 #define L2C_IMPLEMENTATION
@@ -103,10 +105,16 @@ static double victim_train(int steps)
     return 64.0 * steps / t0;
 }
 
-static double generator_forward(int n)
+/* The paper's autoencoder (poison_mnist's default generator) or the reference MNIST generator. */
+static l2c_model *bench_generator(int autoencoder)
+{
+    return autoencoder ? l2c_autoencoder(1, 28, 28, 16, 1) : l2c_mnist_generator(1);
+}
+
+static double generator_forward(int n, int autoencoder)
 {
     l2c_dataset d = fake_mnist(n), out;
-    l2c_model *g = l2c_mnist_generator(1);
+    l2c_model *g = bench_generator(autoencoder);
     double t0;
     l2c_poison_dataset(g, &d, 0.3f, 1.0f, &out);   /* warm-up */
     l2c_dataset_free(&out);
@@ -117,10 +125,10 @@ static double generator_forward(int n)
     return n / t0;
 }
 
-static double attack_step_ms(int steps)
+static double attack_step_ms(int steps, int autoencoder)
 {
     l2c_dataset d = fake_mnist(256);
-    l2c_model *g = l2c_mnist_generator(1), *v = l2c_mnist_victim(100, 1);
+    l2c_model *g = bench_generator(autoencoder), *v = l2c_mnist_victim(100, 1);
     l2c_attack_config cfg;
     l2c_attack *a;
     float *x = random_floats(64 * 784, 5);
@@ -139,9 +147,9 @@ static double attack_step_ms(int steps)
 
 int main(int argc, char **argv)
 {
-    int quick = argc > 1 && !strcmp(argv[1], "--quick"), max_threads = l2c_set_threads(0), th;
+    int quick = argc > 1 && !strcmp(argv[1], "--quick"), max_threads = l2c_set_threads(0), th, ae;
     const char *only = argc > 2 && !strcmp(argv[argc - 2], "--only") ? argv[argc - 1] : NULL;
-    double ref, one[3] = { 0, 0, 0 };
+    double ref, one[5] = { 0, 0, 0, 0, 0 };
     if (argc > 1 && !strcmp(argv[1], "--only")) only = argv[2];
     if (!only || !strcmp(only, "gemm")) {
         double t = time_gemm(1, 0, 0, quick ? 256 : 1024, quick ? 256 : 1024, quick ? 256 : 1024, 1);
@@ -163,15 +171,19 @@ int main(int argc, char **argv)
             if (th == 1) one[0] = v;
             printf("bench=victim_train threads=%d img_per_s=%.0f ref_1thread_img_per_s=%.0f\n", th, v, one[0]);
         }
-        if (!only || !strcmp(only, "generator_forward")) {
-            v = generator_forward(quick ? 2000 : 20000);
-            if (th == 1) one[1] = v;
-            printf("bench=generator_forward threads=%d img_per_s=%.0f ref_1thread_img_per_s=%.0f\n", th, v, one[1]);
-        }
-        if (!only || !strcmp(only, "attack_step")) {
-            v = attack_step_ms(quick ? 5 : 30);
-            if (th == 1) one[2] = v;
-            printf("bench=attack_step threads=%d ms_per_batch=%.1f ref_1thread_ms_per_batch=%.1f\n", th, v, one[2]);
+        for (ae = 0; ae < 2; ae++) {
+            const char *gen_name = ae ? "generator_forward_ae" : "generator_forward";
+            const char *step_name = ae ? "attack_step_ae" : "attack_step";
+            if (!only || !strcmp(only, gen_name)) {
+                v = generator_forward(quick ? 2000 : 20000, ae);
+                if (th == 1) one[1 + 2 * ae] = v;
+                printf("bench=%s threads=%d img_per_s=%.0f ref_1thread_img_per_s=%.0f\n", gen_name, th, v, one[1 + 2 * ae]);
+            }
+            if (!only || !strcmp(only, step_name)) {
+                v = attack_step_ms(quick ? 5 : 30, ae);
+                if (th == 1) one[2 + 2 * ae] = v;
+                printf("bench=%s threads=%d ms_per_batch=%.1f ref_1thread_ms_per_batch=%.1f\n", step_name, th, v, one[2 + 2 * ae]);
+            }
         }
         fflush(stdout);
     }
