@@ -25,7 +25,8 @@
 
    Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
    MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
-   to the checkpoint after every trial; run the same command again to resume after Ctrl-C. */
+   to the checkpoint after every trial; run the same command again to resume after Ctrl-C. Both places
+   are checked for writing before any training starts. */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
 #include <signal.h>
@@ -85,6 +86,19 @@ static void print_targets(const l2c_attack *attack)
     printf("warm-up targets (images of class y carry features of w(y)):");
     for (y = 0; y < 10; y++) printf(" %d->%d", y, w[y]);
     printf("\n");
+}
+
+/* Whether a file can be created at prefix + suffix (tried and removed): the outputs are checked
+   before the attack rather than after it. */
+static int can_create(const char *prefix, const char *suffix)
+{
+    char path[1100];
+    FILE *f;
+    snprintf(path, sizeof path, "%s%s", prefix, suffix);
+    if (!(f = fopen(path, "wb"))) return 0;
+    fclose(f);
+    remove(path);
+    return 1;
 }
 
 static const char *arg_value(int argc, char **argv, int *i)
@@ -161,6 +175,11 @@ int main(int argc, char **argv)
     if (l2c_dataset_load(&train, path, path2, 10)) return fail("loading the training set");
     if (train.c != 1 || train.h != 28 || train.w != 28) {
         fprintf(stderr, "poison_mnist: the MNIST networks need 28x28 grey images; %s holds %dx%dx%d\n", path, train.c, train.h, train.w);
+        return 1;
+    }
+    if (!can_create(out, "/.poison_mnist-probe") || !can_create(ckpt, ".probe")) {
+        fprintf(stderr, "poison_mnist: cannot create files in %s or beside %s (directories that exist and are writable "
+                "are needed); nothing was trained\n", out, ckpt);
         return 1;
     }
     gen = strcmp(arch, "mnist") ? l2c_autoencoder(1, 28, 28, gen_width, cfg.seed) : l2c_mnist_generator(cfg.seed);

@@ -64,6 +64,9 @@ if cmp -s "$T/ckpt" "$T/ckpt.before"; then ok checkpoint_untouched_after_refusal
 cp "$T/out/train-images-idx3-ubyte" "$T/images.before"
 touch "$T/afile"
 expect poison_reports_unwritable_output 1 "cannot create" $P --data "$T/good" --out "$T/afile"
+expect poison_checks_outputs_before_training 1 "nothing was trained" $P --data "$T/good" --out "$T/nowhere" --checkpoint "$T/never.ckpt" --fresh
+if [ -e "$T/never.ckpt" ]; then ko no_checkpoint_from_a_refused_run; else ok no_checkpoint_from_a_refused_run; fi
+expect poison_checks_checkpoint_dir_before_training 1 "nothing was trained" $P --data "$T/good" --out "$T/out" --checkpoint "$T/nowhere/ckpt" --fresh
 if cmp -s "$T/out/train-images-idx3-ubyte" "$T/images.before"; then ok earlier_output_intact; else ko earlier_output_intact; fi
 if ls "$T/out" | grep -q tmp; then ko no_temporary_files_left; else ok no_temporary_files_left; fi
 
