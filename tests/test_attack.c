@@ -273,26 +273,31 @@ static l2c_attack *ta_new(const l2c_attack_config *cfg, l2c_model *g, l2c_model 
     return a;
 }
 
-/* victims / lifetime: the paper's one fresh victim per trial, or a pool living across trials;
-   anchor > 0: the warm-up objective (two reference classifiers) kept during the trials;
-   linear_victim: trials alternate between two victim architectures, the references see shifted views
-   and so does the imaginary victim (victim_shift); momentum: the victim's SGD momentum. */
-static void ta_check_resume(int victims, int lifetime, float anchor, int lr_schedule, int linear_victim, float momentum)
+/* The resume tests' schedule: a 5-step warm-up, then 3 trials of 3 steps on batches of 4 (the paper's
+   one fresh victim per trial, no anchor); each test changes the knobs it is about. */
+static l2c_attack_config ta_resume_config(void)
+{
+    l2c_attack_config cfg;
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3; cfg.warmup_steps = 5; cfg.anchor = 0.0f;
+    return cfg;
+}
+
+/* Interrupting and resuming the attack `base` (in the warm-up, in a trial, from a checkpoint file in
+   a new attack) ends at the uninterrupted run's generator, bit for bit. With an anchor the linear
+   classifier joins the reference ensemble; with linear_victim it is also a second imaginary-victim
+   architecture. */
+static void ta_check_resume(const l2c_attack_config *base, int linear_victim)
 {
     l2c_dataset d;
     float x[TA_N * TA_SIDE * TA_SIDE];
     l2c_model *g = ta_generator(), *v = ta_victim();
-    l2c_attack_config cfg;
+    l2c_attack_config cfg = *base;
     l2c_attack *a, *b, *c;
     int stop_at = 2;
     const char *path = tmp_path("attack.ckpt");
     REQUIRE(g && v, "setup failed");
     ta_dataset(&d, x);
-    l2c_attack_defaults(&cfg, 3);
-    cfg.batch = 4; cfg.trials = 3; cfg.steps_per_trial = 3;
-    cfg.victims = victims; cfg.victim_lifetime = lifetime; cfg.warmup_steps = 5; cfg.anchor = anchor;
-    cfg.lr_schedule = lr_schedule; cfg.warmup_shift = linear_victim; cfg.victim_shift = linear_victim;
-    cfg.victim_momentum = momentum;
     a = ta_new(&cfg, g, v, &d, linear_victim);                 /* uninterrupted: warm-up and 3 trials */
     REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
     CHECK(l2c_attack_trials_done(a) == 3 && l2c_attack_warmed_up(a), "trials done %d", l2c_attack_trials_done(a));
@@ -318,7 +323,7 @@ static void ta_check_resume(int victims, int lifetime, float anchor, int lr_sche
     REQUIRE(l2c_attack_run(c) == 0, "resumed run failed: %s", l2c_error());
     CHECK(memcmp(l2c_attack_generator(a)->params, l2c_attack_generator(c)->params, g->nparams * sizeof(float)) == 0,
           "resumed generator differs from the uninterrupted one");
-    if (anchor > 0.0f) {   /* resuming without the linear member is refused, the attack untouched */
+    if (cfg.anchor > 0.0f) {   /* resuming without the linear member is refused, the attack untouched */
         l2c_attack *plain;
         if (!linear_victim) cfg.anchor = 0.0f;   /* else: without the added victim architecture */
         plain = ta_new(&cfg, g, v, &d, 0);
@@ -334,12 +339,47 @@ static void ta_check_resume(int victims, int lifetime, float anchor, int lr_sche
     l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
-static void test_attack_checkpoint_resumes_bit_identically(void) { ta_check_resume(1, 0, 0.0f, L2C_LR_CONSTANT, 0, 0.0f); }
-static void test_attack_checkpoint_resumes_victim_pool(void) { ta_check_resume(3, 5, 0.0f, L2C_LR_CONSTANT, 0, 0.0f); }
-static void test_attack_checkpoint_resumes_with_anchor(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 0, 0.0f); }
-static void test_attack_checkpoint_resumes_cosine_schedule(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_COSINE, 0, 0.0f); }
-static void test_attack_checkpoint_resumes_victim_architectures(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 1, 0.0f); }
-static void test_attack_checkpoint_resumes_momentum_victim(void) { ta_check_resume(1, 0, 0.5f, L2C_LR_CONSTANT, 0, 0.9f); }
+static void test_attack_checkpoint_resumes_bit_identically(void)
+{
+    l2c_attack_config cfg = ta_resume_config();
+    ta_check_resume(&cfg, 0);
+}
+
+static void test_attack_checkpoint_resumes_victim_pool(void)
+{
+    l2c_attack_config cfg = ta_resume_config();
+    cfg.victims = 3; cfg.victim_lifetime = 5;   /* a pool living across trials */
+    ta_check_resume(&cfg, 0);
+}
+
+static void test_attack_checkpoint_resumes_with_anchor(void)
+{
+    l2c_attack_config cfg = ta_resume_config();
+    cfg.anchor = 0.5f;
+    ta_check_resume(&cfg, 0);
+}
+
+static void test_attack_checkpoint_resumes_cosine_schedule(void)
+{
+    l2c_attack_config cfg = ta_resume_config();
+    cfg.anchor = 0.5f; cfg.lr_schedule = L2C_LR_COSINE;
+    ta_check_resume(&cfg, 0);
+}
+
+/* Trials alternate two victim architectures; references and the imaginary victim see shifted views. */
+static void test_attack_checkpoint_resumes_victim_architectures(void)
+{
+    l2c_attack_config cfg = ta_resume_config();
+    cfg.anchor = 0.5f; cfg.warmup_shift = 1; cfg.victim_shift = 1;
+    ta_check_resume(&cfg, 1);
+}
+
+static void test_attack_checkpoint_resumes_momentum_victim(void)
+{
+    l2c_attack_config cfg = ta_resume_config();
+    cfg.anchor = 0.5f; cfg.victim_momentum = 0.9f;
+    ta_check_resume(&cfg, 0);
+}
 
 /* l2c_attack_add_victim: trials take the architectures in turn, each victim fresh; bad ones refused. */
 static void test_trials_take_the_victim_architectures_in_turn(void)
