@@ -1,10 +1,10 @@
 /* eval_mnist: how useful is a training set? Trains several victims from scratch, each with its own
    ordinary recipe, on the given (clean or poisoned) MNIST training set and reports, on the clean
-   test set: final and peak accuracy, the share predicted as y+1 (the label-specific attack's
-   success), accuracy when fed only the noise (with --generator), and the confusion matrix.
+   test set: final and peak accuracy, the share predicted as y+K (the label-specific attack's
+   success; K = 1 unless --label-shift K), accuracy when fed only the noise (with --generator), and the confusion matrix.
 
    usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]
-                     [--seed S] [--generator FILE --eps E] [--confusion-dir DIR] [--json]
+                     [--seed S] [--generator FILE --eps E] [--confusion-dir DIR] [--label-shift K] [--json]
    --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
    in the shape of the paper's Table 1.
    victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained
@@ -101,7 +101,7 @@ typedef struct result { double final_acc, peak_acc, shifted, noise_acc; } result
 /* Trains victim vi from scratch on `train` and measures it on the clean test set (predictions of
    the final model are left in pred). */
 static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_dataset *test, const float *xtest,
-                    const float *noise, int epochs, uint64_t seed, l2c_tape *tape, uint8_t *pred, result *r)
+                    const float *noise, int epochs, int label_shift, uint64_t seed, l2c_tape *tape, uint8_t *pred, result *r)
 {
     l2c_model *m = l2c_mnist_classifier(vi->arch, seed);
     l2c_sgd sgd;
@@ -120,7 +120,7 @@ static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_datase
         r->final_acc = share(pred, test->labels, test->n, 0);
         if (r->final_acc > r->peak_acc) r->peak_acc = r->final_acc;
     }
-    r->shifted = share(pred, test->labels, test->n, 1);
+    r->shifted = share(pred, test->labels, test->n, label_shift);
     if (!rc && noise) {
         uint8_t *np = (uint8_t *)malloc((size_t)test->n);
         if (np && l2c_model_predict(m, tape, noise, test->n, 500, np) == 0) r->noise_acc = share(np, test->labels, test->n, 0);
@@ -189,7 +189,8 @@ int main(int argc, char **argv)
 {
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
     const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug", *gen_path = NULL, *conf_dir = NULL;
-    int epochs = 2, json = 0, i, v, first = 1;
+    int epochs = 2, label_shift = 1, json = 0, i, v, first = 1;
+    char map_col[16];
     unsigned long seed = 7;
     float eps = 0.3f, *xtest, *noise = NULL;
     uint8_t *pred;
@@ -210,19 +211,24 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--generator")) gen_path = val;
         else if (!strcmp(a, "--eps")) eps = (float)atof(val);
         else if (!strcmp(a, "--confusion-dir")) conf_dir = val;
+        else if (!strcmp(a, "--label-shift")) label_shift = atoi(val);
         else { fprintf(stderr, "eval_mnist: unknown option %s (see examples/eval_mnist.c)\n", a); return 2; }
     }
     if (unknown_victim(list)) { fprintf(stderr, "eval_mnist: unknown victim %s (see the top of examples/eval_mnist.c)\n", unknown_victim(list)); return 2; }
-    if (epochs < 1 || !(eps > 0.0f && eps <= 1.0f)) { fprintf(stderr, "eval_mnist: need --epochs >= 1 and --eps in (0, 1]\n"); return 2; }
+    if (epochs < 1 || !(eps > 0.0f && eps <= 1.0f) || label_shift < 1 || label_shift > 9) {
+        fprintf(stderr, "eval_mnist: need --epochs >= 1, --eps in (0, 1] and --label-shift in 1..9\n");
+        return 2;
+    }
+    snprintf(map_col, sizeof map_col, "y+%d %%", label_shift);
     if (load_set(&train, train_dir, "train") || load_set(&test, test_dir, "t10k") ||
         (base_dir && load_set(&base, base_dir, "train"))) return 1;
     xtest = to_floats(&test);
     pred = (uint8_t *)malloc((size_t)test.n);
     tape = l2c_tape_new();
     if (gen_path && !(noise = noise_only(gen_path, &test, xtest, eps))) return 1;
-    if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"victims\": [", train_dir, epochs);
+    if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"label_shift\": %d, \"victims\": [", train_dir, epochs, label_shift);
     else printf("%-10s %-46s %8s %8s %8s %8s %8s\n", "victim", "recipe (2 epochs unless --epochs)", base_dir ? "clean%" : "",
-                "final%", "peak%", "y+1 %", "noise%");
+                "final%", "peak%", map_col, "noise%");
 
     for (v = 0; v < NVICTIMS; v++) {
         const victim *vi = &VICTIMS[v];
@@ -230,8 +236,8 @@ int main(int argc, char **argv)
         char c0[32], c1[32], c2[32], c3[32], c4[32];
         if (!listed(list, vi->name)) continue;
         rb.final_acc = -1;
-        if ((base_dir && evaluate(vi, &base, &test, xtest, NULL, epochs, seed, tape, pred, &rb)) ||
-            evaluate(vi, &train, &test, xtest, noise, epochs, seed, tape, pred, &r)) {
+        if ((base_dir && evaluate(vi, &base, &test, xtest, NULL, epochs, label_shift, seed, tape, pred, &rb)) ||
+            evaluate(vi, &train, &test, xtest, noise, epochs, label_shift, seed, tape, pred, &r)) {
             fprintf(stderr, "eval_mnist: %s: %s\n", vi->name, l2c_error()); return 1;
         }
         if (conf_dir) write_confusion(conf_dir, vi->name, pred, test.labels, test.n);

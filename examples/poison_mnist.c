@@ -2,12 +2,14 @@
 
    usage: poison_mnist [--data DIR] [--out DIR] [--checkpoint FILE] [--eps E] [--trials T]
                        [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
-                       [--targeted] [--fraction F] [--generator mnist|autoencoder] [--gen-width W] [--fresh]
+                       [--targeted] [--label-shift K] [--fraction F] [--generator mnist|autoencoder] [--gen-width W] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
                        [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
                        [--trial-victims LIST] [--victim-momentum M]
 
+   --targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10
+   (K in 1..9; implies --targeted);
    --gen-width: channels of the autoencoder's first layer (default 16, the paper's; 8 is faster, README);
    --ref-epochs: epochs of clean training of the reference classifiers (default 1);
    --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
@@ -113,9 +115,9 @@ int main(int argc, char **argv)
     const char *arch = "autoencoder";   /* learnt ~2-5x more per step than the reference generator (README) */
     const char *references = "softmax,mlp,lenet";   /* diverse architectures: the poison transfers (README) */
     const char *trial_victims = "none";             /* further imaginary-victim architectures */
-    char path[1024], path2[1024];
+    char path[1024], path2[1024], mode[64] = "non-targeted";
     float fraction = 1.0f;
-    int anchor_given = 0, fresh = 0, threads = 0, width = 100, gen_width = 16, i, rc, trials_left;
+    int anchor_given = 0, label_shift = 1, fresh = 0, threads = 0, width = 100, gen_width = 16, i, rc, trials_left;
     l2c_attack_config cfg;
     l2c_dataset train, poisoned;
     l2c_model *gen, *victim;
@@ -161,10 +163,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--victim-momentum")) cfg.victim_momentum = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--anchor")) { cfg.anchor = (float)atof(arg_value(argc, argv, &i)); anchor_given = 1; }
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
+        else if (!strcmp(a, "--label-shift")) { label_shift = atoi(arg_value(argc, argv, &i)); cfg.targeted = 1; }
         else if (!strcmp(a, "--fresh")) fresh = 1;
         else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }
     }
     if (cfg.targeted && !anchor_given) cfg.anchor = 2.0f;   /* measured best for label-specific runs */
+    if (label_shift < 1 || label_shift > 9) { fprintf(stderr, "poison_mnist: --label-shift must be in 1..9\n"); return 2; }
+    for (i = 0; i < 10; i++) cfg.label_map[i] = (i + label_shift) % 10;
     if (!(cfg.eps > 0.0f && cfg.eps <= 1.0f)) { fprintf(stderr, "poison_mnist: --eps must be in (0, 1]\n"); return 2; }
     if (!(fraction >= 0.0f && fraction <= 1.0f)) { fprintf(stderr, "poison_mnist: --fraction must be in [0, 1]\n"); return 2; }
     if (strcmp(arch, "mnist") && strcmp(arch, "autoencoder")) { fprintf(stderr, "poison_mnist: --generator is mnist or autoencoder\n"); return 2; }
@@ -197,8 +202,9 @@ int main(int argc, char **argv)
         l2c_clear_error();
     }
     trials_left = cfg.trials - l2c_attack_trials_done(attack);
+    if (cfg.targeted) snprintf(mode, sizeof mode, "label-specific y -> y+%d", label_shift);
     printf("DeepConfuse on %d images: %s generator, eps %.3g, %s, %d warm-up step(s) then %d trial(s) to go (%d done), %d threads\n",
-           train.n, arch, cfg.eps, cfg.targeted ? "label-specific y -> y+1" : "non-targeted",
+           train.n, arch, cfg.eps, mode,
            l2c_attack_warmed_up(attack) ? 0 : cfg.warmup_steps, trials_left > 0 ? trials_left : 0,
            l2c_attack_trials_done(attack), l2c_get_threads());
     signal(SIGINT, on_sigint);

@@ -48,12 +48,15 @@ expect poison_rejects_shift_of_the_whole_image 1 "warmup_shift" $P --data "$T/go
 expect poison_rejects_unknown_trial_victim 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --trial-victims lenet,resnet
 expect poison_rejects_trial_victims_with_a_pool 1 "victims = 1" $P --data "$T/good" --out "$T/out" --trial-victims lenet --victims 2
 expect poison_rejects_negative_anchor 1 "anchor" $P --data "$T/good" --out "$T/out" --anchor -1
+expect poison_rejects_label_shift_zero 2 "label-shift" $P --data "$T/good" --out "$T/out" --label-shift 0
+expect poison_rejects_label_shift_ten 2 "label-shift" $P --data "$T/good" --out "$T/out" --label-shift 10
 expect poison_rejects_unknown_option 2 "unknown option" $P --data "$T/good" --bogus
 expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"
 expect poison_rejects_count_mismatch 1 "128 images" $P --data "$T/mismatch" --out "$T/out"
 expect poison_rejects_missing_data 1 "cannot open" $P --data "$T/nowhere" --out "$T/out"
 expect poison_runs_on_good_data 0 "wrote" $P --data "$T/good" --out "$T/out"
-mkdir -p "$T/narrow"
+mkdir -p "$T/narrow" "$T/shifted"
+expect poison_runs_a_label_shift 0 "y -> y+9" $P --data "$T/good" --out "$T/shifted" --label-shift 9 --fresh --checkpoint "$T/shifted.ckpt"
 expect poison_runs_a_narrow_generator 0 "wrote" $P --data "$T/good" --out "$T/narrow" --gen-width 4 --fresh --checkpoint "$T/narrow.ckpt"
 expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/out"
 cp "$T/ckpt" "$T/ckpt.before"
@@ -79,6 +82,8 @@ expect eval_rejects_32x32_images 1 "28x28" $E --train "$T/big"
 expect eval_rejects_count_mismatch 1 "labels" $E --train "$T/mismatch"
 expect eval_rejects_unknown_victim 2 "unknown victim resnet" $E --train "$T/good" --victims mlp,resnet
 expect eval_rejects_eps 2 "eps" $E --train "$T/good" --eps 2
+expect eval_rejects_label_shift 2 "label-shift" $E --train "$T/good" --label-shift 10
+expect eval_reports_a_label_shift 0 "y+9 %" $E --train "$T/shifted" --label-shift 9
 expect eval_rejects_foreign_generator 1 "not a model checkpoint" $E --train "$T/good" --generator "$T/ckpt"
 
 echo "$pass passed, $fail failed"
