@@ -56,6 +56,7 @@ $(BUILD)/oom_main: tests/oom_main.c learn2confuse.h | $(BUILD)
 
 test: $(TESTS) $(BUILD)/poison_mnist $(BUILD)/eval_mnist
 	sh tests/cli.sh $(BUILD)
+	sh tests/compile_checks.sh "$(CC)" "$(CFLAGS)" $(BUILD)
 	./$(BUILD)/oom_main
 	./$(BUILD)/test_main
 

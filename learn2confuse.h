@@ -15,7 +15,8 @@
 
    OPTIONS (define before including)
        L2C_STATIC          give every function internal linkage (private copy per C file)
-       L2C_MALLOC(n)       allocator (default malloc); L2C_REALLOC(p,n), L2C_FREE(p) likewise
+       L2C_MALLOC(n)       allocator (default malloc); L2C_REALLOC(p,n), L2C_FREE(p) likewise:
+                           define all three or none (a partial set is a compile error)
        L2C_ASSERT(x)       internal invariant check (default assert)
 
    CONTENTS
@@ -602,10 +603,15 @@ L2C_API l2c_model *l2c_mnist_classifier(const char *name, uint64_t seed);
 #define L2C_OMP(x)
 #endif
 
-#ifndef L2C_MALLOC
+/* The three allocator macros come as a set: a custom malloc paired with the C library's free would
+   corrupt the heap, so defining only some of them is an error. */
+#if defined(L2C_MALLOC) && defined(L2C_REALLOC) && defined(L2C_FREE)
+#elif !defined(L2C_MALLOC) && !defined(L2C_REALLOC) && !defined(L2C_FREE)
 #define L2C_MALLOC(n) malloc(n)
 #define L2C_REALLOC(p, n) realloc(p, n)
 #define L2C_FREE(p) free(p)
+#else
+#error "learn2confuse.h: define all or none of L2C_MALLOC, L2C_REALLOC and L2C_FREE"
 #endif
 #ifndef L2C_ASSERT
 #define L2C_ASSERT(x) assert(x)
