@@ -8,7 +8,8 @@
    --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
    in the shape of the paper's Table 1.
    victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained
-   with random shifts, a defender's augmentation) (default: all; built by l2c_mnist_classifier) */
+   with random shifts, a defender's augmentation) (built by l2c_mnist_classifier), knn (1-nearest
+   neighbour over pixels, a classifier with no training) (default: all) */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
 #include <stdio.h>
@@ -28,6 +29,7 @@ static const victim VICTIMS[] = {
     { "cnn3x3", "cnn3x3", "3x3-conv CNN (16/32, maxpool, dense 128), Adam 1e-3", 1, 1e-3f, 0 },
     { "mlp-wide", "mlp-wide", "784-1024-10 ReLU MLP, SGD 0.05 momentum 0.9", 0, 0.05f, 0 },
     { "cnn3x3-aug", "cnn3x3", "cnn3x3, Adam 1e-3, random shifts of +-2 pixels", 1, 1e-3f, 2 },
+    { "knn", NULL, "1-NN, L2 distance over pixels, no training", 0, 0.0f, 0 },
 };
 #define NVICTIMS (int)(sizeof VICTIMS / sizeof VICTIMS[0])
 
@@ -98,20 +100,66 @@ static void write_confusion(const char *dir, const char *name, const uint8_t *pr
 
 typedef struct result { double final_acc, peak_acc, shifted, noise_acc; } result;
 
+/* The class of each of m queries q by its nearest of the n training images x (squared L2 distance):
+   |q - x|^2 = |q|^2 - 2 q.x + |x|^2, where |q|^2 ranks nothing, so one matrix product per chunk of
+   queries does the work. */
+static int nearest_neighbour(const float *x, const uint8_t *labels, int n, const float *q, int m, uint8_t *pred)
+{
+    enum { CHUNK = 256 };
+    float *norm = (float *)malloc((size_t)n * sizeof(float)), *dist = (float *)malloc((size_t)CHUNK * n * sizeof(float));
+    int i, j, k;
+    for (j = 0; norm && j < n; j++)
+        for (norm[j] = 0.0f, k = 0; k < 784; k++) norm[j] += x[(size_t)j * 784 + k] * x[(size_t)j * 784 + k];
+    for (i = 0; norm && dist && i < m; i += CHUNK) {
+        int rows = m - i < CHUNK ? m - i : CHUNK;
+        l2c_gemm(0, 1, rows, n, 784, -2.0f, q + (size_t)i * 784, 784, x, 784, 0.0f, dist, n);
+        for (k = 0; k < rows; k++) {
+            const float *d = dist + (size_t)k * n;
+            int best = 0;
+            for (j = 1; j < n; j++) if (d[j] + norm[j] < d[best] + norm[best]) best = j;
+            pred[i + k] = labels[best];
+        }
+    }
+    free(dist);
+    free(norm);
+    return norm && dist ? 0 : -1;
+}
+
+/* The nearest-neighbour victim: its "training" is keeping the set, so final = peak. */
+static int evaluate_knn(const l2c_dataset *train, const l2c_dataset *test, const float *xtest, const float *noise,
+                        int label_shift, uint8_t *pred, result *r)
+{
+    float *x = to_floats(train);
+    uint8_t *np = (uint8_t *)malloc((size_t)test->n);
+    int rc = !x || !np || nearest_neighbour(x, train->labels, train->n, xtest, test->n, pred);
+    r->final_acc = r->peak_acc = share(pred, test->labels, test->n, 0);
+    r->shifted = share(pred, test->labels, test->n, label_shift);
+    r->noise_acc = -1;
+    if (!rc && noise && !(rc = nearest_neighbour(x, train->labels, train->n, noise, test->n, np)))
+        r->noise_acc = share(np, test->labels, test->n, 0);
+    free(x);
+    free(np);
+    if (rc) fprintf(stderr, "eval_mnist: knn: out of memory\n");
+    return rc ? -1 : 0;
+}
+
 /* Trains victim vi from scratch on `train` and measures it on the clean test set (predictions of
    the final model are left in pred). */
 static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_dataset *test, const float *xtest,
                     const float *noise, int epochs, int label_shift, uint64_t seed, l2c_tape *tape, uint8_t *pred, result *r)
 {
-    l2c_model *m = l2c_mnist_classifier(vi->arch, seed);
+    l2c_model *m;
     l2c_sgd sgd;
     l2c_adam adam;
     l2c_batcher order;
-    float *x = (float *)malloc(64 * 784 * sizeof(float));
+    float *x;
     uint8_t y[64];
     int e, rc = 0;
     memset(r, 0, sizeof *r);
+    if (!vi->arch) return evaluate_knn(train, test, xtest, noise, label_shift, pred, r);
     r->noise_acc = -1;
+    m = l2c_mnist_classifier(vi->arch, seed);
+    x = (float *)malloc(64 * 784 * sizeof(float));
     if (!m || !x || (vi->adam ? l2c_adam_init(&adam, m, vi->lr, 0.9f, 0.999f, 1e-8f, 0) : l2c_sgd_init(&sgd, m, vi->lr, 0.9f, 0.0f)) ||
         l2c_batcher_init(&order, train->n, 64, 1, seed)) return -1;
     for (e = 0; e < epochs && !rc; e++) {
@@ -188,7 +236,7 @@ static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf
 int main(int argc, char **argv)
 {
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
-    const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug", *gen_path = NULL, *conf_dir = NULL;
+    const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug,knn", *gen_path = NULL, *conf_dir = NULL;
     int epochs = 2, label_shift = 1, json = 0, i, v, first = 1;
     char map_col[16];
     unsigned long seed = 7;

@@ -84,6 +84,11 @@ expect eval_rejects_unknown_victim 2 "unknown victim resnet" $E --train "$T/good
 expect eval_rejects_eps 2 "eps" $E --train "$T/good" --eps 2
 expect eval_rejects_label_shift 2 "label-shift" $E --train "$T/good" --label-shift 10
 expect eval_reports_a_label_shift 0 "y+9 %" $E --train "$T/shifted" --label-shift 9
+mkdir -p "$T/same"   # a test set that is the training set: each image's nearest neighbour is itself
+cp "$T/good/train-images-idx3-ubyte" "$T/same/"; cp "$T/good/train-labels-idx1-ubyte" "$T/same/"
+cp "$T/good/train-images-idx3-ubyte" "$T/same/t10k-images-idx3-ubyte"; cp "$T/good/train-labels-idx1-ubyte" "$T/same/t10k-labels-idx1-ubyte"
+expect eval_knn_finds_each_training_image 0 "knn .* 100.00 *100.00" $B/eval_mnist --train "$T/same" --test "$T/same" --victims knn
+expect eval_knn_on_other_images 0 "knn " $B/eval_mnist --train "$T/good" --test "$T/good" --victims knn --generator "$T/out/generator.l2c"
 expect eval_rejects_foreign_generator 1 "not a model checkpoint" $E --train "$T/good" --generator "$T/ckpt"
 
 echo "$pass passed, $fail failed"
