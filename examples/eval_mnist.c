@@ -132,9 +132,11 @@ static int evaluate_knn(const l2c_dataset *train, const l2c_dataset *test, const
     float *x = to_floats(train);
     uint8_t *np = (uint8_t *)malloc((size_t)test->n);
     int rc = !x || !np || nearest_neighbour(x, train->labels, train->n, xtest, test->n, pred);
-    r->final_acc = r->peak_acc = share(pred, test->labels, test->n, 0);
-    r->shifted = share(pred, test->labels, test->n, label_shift);
     r->noise_acc = -1;
+    if (!rc) {
+        r->final_acc = r->peak_acc = share(pred, test->labels, test->n, 0);
+        r->shifted = share(pred, test->labels, test->n, label_shift);
+    }
     if (!rc && noise && !(rc = nearest_neighbour(x, train->labels, train->n, noise, test->n, np)))
         r->noise_acc = share(np, test->labels, test->n, 0);
     free(x);
