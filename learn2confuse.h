@@ -35,6 +35,9 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.5.1  a partial set of the allocator macros (L2C_MALLOC / L2C_REALLOC / L2C_FREE) is a
+              compile error with a message; the attack is unchanged (README: the v0.5.1 study,
+              the nearest-neighbour victim)
        0.5.0  faster unfolding of small feature maps (im2col / col2im through a zero-bordered copy;
               the autoencoder's attack step 1.10-1.12x, its forward pass 1.23x), results bit for bit
               unchanged; README: the v0.5.0 studies (anchor 0.7, targeted anchor 3, the poison
@@ -58,8 +61,8 @@
 
 #define L2C_VERSION_MAJOR 0
 #define L2C_VERSION_MINOR 5
-#define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.5.0"
+#define L2C_VERSION_PATCH 1
+#define L2C_VERSION "0.5.1"
 
 #include <stddef.h>
 #include <stdint.h>
