@@ -102,15 +102,13 @@ typedef struct result { double final_acc, peak_acc, shifted, noise_acc; } result
 
 /* The class of each of m queries q by its nearest of the n training images x (squared L2 distance):
    |q - x|^2 = |q|^2 - 2 q.x + |x|^2, where |q|^2 ranks nothing, so one matrix product per chunk of
-   queries does the work. */
-static int nearest_neighbour(const float *x, const uint8_t *labels, int n, const float *q, int m, uint8_t *pred)
+   queries does the work. norm holds |x|^2 of every training image; dist is CHUNK x n scratch. */
+enum { CHUNK = 256 };
+static void nearest_neighbour(const float *x, const float *norm, const uint8_t *labels, int n, const float *q, int m,
+                              float *dist, uint8_t *pred)
 {
-    enum { CHUNK = 256 };
-    float *norm = (float *)malloc((size_t)n * sizeof(float)), *dist = (float *)malloc((size_t)CHUNK * n * sizeof(float));
     int i, j, k;
-    for (j = 0; norm && j < n; j++)
-        for (norm[j] = 0.0f, k = 0; k < 784; k++) norm[j] += x[(size_t)j * 784 + k] * x[(size_t)j * 784 + k];
-    for (i = 0; norm && dist && i < m; i += CHUNK) {
+    for (i = 0; i < m; i += CHUNK) {
         int rows = m - i < CHUNK ? m - i : CHUNK;
         l2c_gemm(0, 1, rows, n, 784, -2.0f, q + (size_t)i * 784, 784, x, 784, 0.0f, dist, n);
         for (k = 0; k < rows; k++) {
@@ -120,29 +118,32 @@ static int nearest_neighbour(const float *x, const uint8_t *labels, int n, const
             pred[i + k] = labels[best];
         }
     }
-    free(dist);
-    free(norm);
-    return norm && dist ? 0 : -1;
 }
 
-/* The nearest-neighbour victim: its "training" is keeping the set, so final = peak. */
+/* The nearest-neighbour victim: its "training" is keeping the set (and each image's |x|^2), so
+   final = peak. */
 static int evaluate_knn(const l2c_dataset *train, const l2c_dataset *test, const float *xtest, const float *noise,
                         int label_shift, uint8_t *pred, result *r)
 {
-    float *x = to_floats(train);
+    float *x = to_floats(train), *norm = (float *)malloc((size_t)train->n * sizeof(float));
+    float *dist = (float *)malloc((size_t)CHUNK * train->n * sizeof(float));
     uint8_t *np = (uint8_t *)malloc((size_t)test->n);
-    int rc = !x || !np || nearest_neighbour(x, train->labels, train->n, xtest, test->n, pred);
+    int j, k, ok = x && norm && dist && np;
     r->noise_acc = -1;
-    if (!rc) {
+    for (j = 0; ok && j < train->n; j++)
+        for (norm[j] = 0.0f, k = 0; k < 784; k++) norm[j] += x[(size_t)j * 784 + k] * x[(size_t)j * 784 + k];
+    if (ok) {
+        nearest_neighbour(x, norm, train->labels, train->n, xtest, test->n, dist, pred);
         r->final_acc = r->peak_acc = share(pred, test->labels, test->n, 0);
         r->shifted = share(pred, test->labels, test->n, label_shift);
     }
-    if (!rc && noise && !(rc = nearest_neighbour(x, train->labels, train->n, noise, test->n, np)))
+    if (ok && noise) {
+        nearest_neighbour(x, norm, train->labels, train->n, noise, test->n, dist, np);
         r->noise_acc = share(np, test->labels, test->n, 0);
-    free(x);
-    free(np);
-    if (rc) fprintf(stderr, "eval_mnist: knn: out of memory\n");
-    return rc ? -1 : 0;
+    }
+    free(x); free(norm); free(dist); free(np);
+    if (!ok) fprintf(stderr, "eval_mnist: knn: out of memory\n");
+    return ok ? 0 : -1;
 }
 
 /* Trains victim vi from scratch on `train` and measures it on the clean test set (predictions of
