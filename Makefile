@@ -45,7 +45,7 @@ $(MNIST)/%: data/%.gz | $(BUILD)
 	gzip -dc $< > $@.tmp && mv $@.tmp $@
 data: $(MNIST_FILES)
 
-$(BUILD)/%: examples/%.c learn2confuse.h | $(BUILD)
+$(BUILD)/%: examples/%.c examples/classic_victims.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 $(BUILD)/%: tools/%.c tools/png.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)

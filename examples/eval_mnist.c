@@ -8,28 +8,37 @@
    --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
    in the shape of the paper's Table 1.
    victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained
-   with random shifts, a defender's augmentation) (built by l2c_mnist_classifier), knn (1-nearest
-   neighbour over pixels, a classifier with no training) (default: all) */
+   with random shifts, a defender's augmentation) (built by l2c_mnist_classifier); and two that are
+   not networks (examples/classic_victims.h): knn (1-nearest neighbour over pixels) and forest (a
+   random forest of 32 trees) (default: all) */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "classic_victims.h"
 
 /* name, architecture (l2c_mnist_classifier), recipe, Adam (else SGD momentum 0.9), lr, and the
    largest random translation of each training image in pixels (data augmentation; 0: none). */
-typedef struct victim { const char *name, *arch, *recipe; int adam; float lr; int shift; } victim;
+typedef struct victim {
+    const char *name, *arch, *recipe;
+    int adam;
+    float lr;
+    int shift;
+    const classic_victim *classic;   /* not a network (arch NULL): classic_victims.h */
+} victim;
 static const victim VICTIMS[] = {
-    { "softmax", "softmax", "softmax regression, Adam 1e-3, batch 64", 1, 1e-3f, 0 },
-    { "mlp", "mlp", "784-512-512-10 ReLU MLP, Adam 1e-3, batch 64", 1, 1e-3f, 0 },
-    { "lenet", "lenet", "LeNet (maxpool, no BN), Adam 1e-3, batch 64", 1, 1e-3f, 0 },
-    { "cnn-small", "cnn-small", "paper's small CNN, SGD 0.01 momentum 0.9", 0, 0.01f, 0 },
-    { "cnn", "cnn", "paper's reference CNN, SGD 0.01 momentum 0.9", 0, 0.01f, 0 },
-    { "cnn-large", "cnn-large", "paper's large CNN, SGD 0.01 momentum 0.9", 0, 0.01f, 0 },
-    { "cnn3x3", "cnn3x3", "3x3-conv CNN (16/32, maxpool, dense 128), Adam 1e-3", 1, 1e-3f, 0 },
-    { "mlp-wide", "mlp-wide", "784-1024-10 ReLU MLP, SGD 0.05 momentum 0.9", 0, 0.05f, 0 },
-    { "cnn3x3-aug", "cnn3x3", "cnn3x3, Adam 1e-3, random shifts of +-2 pixels", 1, 1e-3f, 2 },
-    { "knn", NULL, "1-NN, L2 distance over pixels, no training", 0, 0.0f, 0 },
+    { "softmax", "softmax", "softmax regression, Adam 1e-3, batch 64", 1, 1e-3f, 0, NULL },
+    { "mlp", "mlp", "784-512-512-10 ReLU MLP, Adam 1e-3, batch 64", 1, 1e-3f, 0, NULL },
+    { "lenet", "lenet", "LeNet (maxpool, no BN), Adam 1e-3, batch 64", 1, 1e-3f, 0, NULL },
+    { "cnn-small", "cnn-small", "paper's small CNN, SGD 0.01 momentum 0.9", 0, 0.01f, 0, NULL },
+    { "cnn", "cnn", "paper's reference CNN, SGD 0.01 momentum 0.9", 0, 0.01f, 0, NULL },
+    { "cnn-large", "cnn-large", "paper's large CNN, SGD 0.01 momentum 0.9", 0, 0.01f, 0, NULL },
+    { "cnn3x3", "cnn3x3", "3x3-conv CNN (16/32, maxpool, dense 128), Adam 1e-3", 1, 1e-3f, 0, NULL },
+    { "mlp-wide", "mlp-wide", "784-1024-10 ReLU MLP, SGD 0.05 momentum 0.9", 0, 0.05f, 0, NULL },
+    { "cnn3x3-aug", "cnn3x3", "cnn3x3, Adam 1e-3, random shifts of +-2 pixels", 1, 1e-3f, 2, NULL },
+    { "knn", NULL, "1-NN, L2 distance over pixels, no training", 0, 0.0f, 0, &KNN },
+    { "forest", NULL, "random forest, 32 trees, 28 pixels per split", 0, 0.0f, 0, &FOREST },
 };
 #define NVICTIMS (int)(sizeof VICTIMS / sizeof VICTIMS[0])
 
@@ -100,49 +109,22 @@ static void write_confusion(const char *dir, const char *name, const uint8_t *pr
 
 typedef struct result { double final_acc, peak_acc, shifted, noise_acc; } result;
 
-/* The class of each of m queries q by its nearest of the n training images x (squared L2 distance):
-   |q - x|^2 = |q|^2 - 2 q.x + |x|^2, where |q|^2 ranks nothing, so one matrix product per chunk of
-   queries does the work. norm holds |x|^2 of every training image; dist is CHUNK x n scratch. */
-enum { CHUNK = 256 };
-static void nearest_neighbour(const float *x, const float *norm, const uint8_t *labels, int n, const float *q, int m,
-                              float *dist, uint8_t *pred)
+/* A victim that is not a network: fit once, predict the test set (and the noise); final = peak. */
+static int evaluate_classic(const victim *vi, const l2c_dataset *train, const l2c_dataset *test, const float *xtest,
+                            const float *noise, int label_shift, uint64_t seed, uint8_t *pred, result *r)
 {
-    int i, j, k;
-    for (i = 0; i < m; i += CHUNK) {
-        int rows = m - i < CHUNK ? m - i : CHUNK;
-        l2c_gemm(0, 1, rows, n, 784, -2.0f, q + (size_t)i * 784, 784, x, 784, 0.0f, dist, n);
-        for (k = 0; k < rows; k++) {
-            const float *d = dist + (size_t)k * n;
-            int best = 0;
-            for (j = 1; j < n; j++) if (d[j] + norm[j] < d[best] + norm[best]) best = j;
-            pred[i + k] = labels[best];
-        }
-    }
-}
-
-/* The nearest-neighbour victim: its "training" is keeping the set (and each image's |x|^2), so
-   final = peak. */
-static int evaluate_knn(const l2c_dataset *train, const l2c_dataset *test, const float *xtest, const float *noise,
-                        int label_shift, uint8_t *pred, result *r)
-{
-    float *x = to_floats(train), *norm = (float *)malloc((size_t)train->n * sizeof(float));
-    float *dist = (float *)malloc((size_t)CHUNK * train->n * sizeof(float));
+    void *model = vi->classic->fit(train, seed);
     uint8_t *np = (uint8_t *)malloc((size_t)test->n);
-    int j, k, ok = x && norm && dist && np;
+    int ok = model && np && vi->classic->predict(model, xtest, test->n, pred) == 0;
     r->noise_acc = -1;
-    for (j = 0; ok && j < train->n; j++)
-        for (norm[j] = 0.0f, k = 0; k < 784; k++) norm[j] += x[(size_t)j * 784 + k] * x[(size_t)j * 784 + k];
     if (ok) {
-        nearest_neighbour(x, norm, train->labels, train->n, xtest, test->n, dist, pred);
         r->final_acc = r->peak_acc = share(pred, test->labels, test->n, 0);
         r->shifted = share(pred, test->labels, test->n, label_shift);
     }
-    if (ok && noise) {
-        nearest_neighbour(x, norm, train->labels, train->n, noise, test->n, dist, np);
-        r->noise_acc = share(np, test->labels, test->n, 0);
-    }
-    free(x); free(norm); free(dist); free(np);
-    if (!ok) fprintf(stderr, "eval_mnist: knn: out of memory\n");
+    if (ok && noise && (ok = vi->classic->predict(model, noise, test->n, np) == 0)) r->noise_acc = share(np, test->labels, test->n, 0);
+    if (model) vi->classic->release(model);
+    free(np);
+    if (!ok) fprintf(stderr, "eval_mnist: %s: out of memory\n", vi->name);
     return ok ? 0 : -1;
 }
 
@@ -159,7 +141,7 @@ static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_datase
     uint8_t y[64];
     int e, rc = 0;
     memset(r, 0, sizeof *r);
-    if (!vi->arch) return evaluate_knn(train, test, xtest, noise, label_shift, pred, r);
+    if (vi->classic) return evaluate_classic(vi, train, test, xtest, noise, label_shift, seed, pred, r);
     r->noise_acc = -1;
     m = l2c_mnist_classifier(vi->arch, seed);
     x = (float *)malloc(64 * 784 * sizeof(float));
@@ -239,7 +221,7 @@ static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf
 int main(int argc, char **argv)
 {
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
-    const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug,knn", *gen_path = NULL, *conf_dir = NULL;
+    const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug,knn,forest", *gen_path = NULL, *conf_dir = NULL;
     int epochs = 2, label_shift = 1, json = 0, i, v, first = 1;
     char map_col[16];
     unsigned long seed = 7;

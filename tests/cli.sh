@@ -88,6 +88,8 @@ mkdir -p "$T/same"   # a test set that is the training set: each image's nearest
 cp "$T/good/train-images-idx3-ubyte" "$T/same/"; cp "$T/good/train-labels-idx1-ubyte" "$T/same/"
 cp "$T/good/train-images-idx3-ubyte" "$T/same/t10k-images-idx3-ubyte"; cp "$T/good/train-labels-idx1-ubyte" "$T/same/t10k-labels-idx1-ubyte"
 expect eval_knn_finds_each_training_image 0 "knn .* 100.00 *100.00" $B/eval_mnist --train "$T/same" --test "$T/same" --victims knn
+expect eval_forest_fits_its_training_set 0 "forest .* 100.00 *100.00" $B/eval_mnist --train "$T/same" --test "$T/same" --victims forest
+expect eval_forest_scores_the_noise_alone 0 "forest .*[0-9][.][0-9][0-9] *$" $B/eval_mnist --train "$T/good" --test "$T/good" --victims forest --generator "$T/out/generator.l2c"
 expect eval_knn_scores_the_noise_alone 0 "knn .*[0-9][.][0-9][0-9] *$" $B/eval_mnist --train "$T/good" --test "$T/good" --victims knn --generator "$T/out/generator.l2c"
 expect eval_rejects_foreign_generator 1 "not a model checkpoint" $E --train "$T/good" --generator "$T/ckpt"
 
