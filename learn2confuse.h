@@ -35,6 +35,9 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.5.2  the library is unchanged; eval_mnist gains a random-forest victim
+              (examples/classic_victims.h); README: the v0.5.2 study (four objectives and schedules
+              measured at full scale, none kept)
        0.5.1  a partial set of the allocator macros (L2C_MALLOC / L2C_REALLOC / L2C_FREE) is a
               compile error with a message; the attack is unchanged (README: the v0.5.1 study,
               the nearest-neighbour victim)
@@ -61,8 +64,8 @@
 
 #define L2C_VERSION_MAJOR 0
 #define L2C_VERSION_MINOR 5
-#define L2C_VERSION_PATCH 1
-#define L2C_VERSION "0.5.1"
+#define L2C_VERSION_PATCH 2
+#define L2C_VERSION "0.5.2"
 
 #include <stddef.h>
 #include <stdint.h>
