@@ -13,7 +13,8 @@ typedef struct classic_victim {
 
 /* ---- 1-nearest neighbour, squared L2 distance over pixels ---------------------------------------
    |q - x|^2 = |q|^2 - 2 q.x + |x|^2, where |q|^2 ranks nothing, so one matrix product per chunk of
-   queries does the work. Fitting keeps the set and each image's |x|^2. */
+   queries does the work. Fitting keeps the set's pixels and each image's |x|^2 (and its labels by
+   pointer: the set must outlive the model). */
 typedef struct knn_model { float *x, *norm; const uint8_t *labels; int n; } knn_model;
 enum { KNN_CHUNK = 256 };
 
