@@ -423,6 +423,8 @@ L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int
 enum { L2C_PAIR_NEXT = 0, L2C_PAIR_NEAREST = 1 };
 /* Generator learning-rate schedules (l2c_attack_config.lr_schedule). */
 enum { L2C_LR_CONSTANT = 0, L2C_LR_COSINE = 1 };
+/* What the trials' hypergradient optimises (l2c_attack_config.objective). */
+enum { L2C_OBJ_LOOKAHEAD = 0, L2C_OBJ_ALIGN = 1 };
 
 typedef struct l2c_attack_progress {
     int trial, trials;        /* 1-based trial (0: the warm-up), total */
@@ -478,6 +480,12 @@ typedef struct l2c_attack_config {
     int lr_schedule;       /* generator lr: L2C_LR_CONSTANT, or L2C_LR_COSINE (gen_lr decayed to 0
                               along a half cosine over the warm-up, and again over all the trials'
                               steps)                                          default L2C_LR_CONSTANT */
+    int objective;         /* the trials' objective: L2C_OBJ_LOOKAHEAD, the paper's look-ahead loss
+                              (first order: raise -v.g, v the clean-loss gradient after the look-ahead,
+                              g the victim's gradient on the poisoned batch), or L2C_OBJ_ALIGN,
+                              the cosine between g and -v (targeted: +v), as in gradient-matching
+                              poisons: only g's direction counts, not its size
+                                                                      default L2C_OBJ_LOOKAHEAD */
     uint64_t seed;         /* victim initialisation and batch order                default 1 */
     /* Called after every step (may be NULL); a non-zero return stops the attack after that step. */
     int (*progress)(const l2c_attack_progress *p, void *user);
@@ -4095,6 +4103,7 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     if (cfg->trials < 1 || cfg->steps_per_trial < 0) return l2c__fail(L2C_EINVAL, "attack: need trials >= 1 and steps_per_trial >= 0");
     if (cfg->pairing != L2C_PAIR_NEXT && cfg->pairing != L2C_PAIR_NEAREST) return l2c__fail(L2C_EINVAL, "attack: pairing %d is not L2C_PAIR_NEXT or L2C_PAIR_NEAREST", cfg->pairing);
     if (cfg->lr_schedule != L2C_LR_CONSTANT && cfg->lr_schedule != L2C_LR_COSINE) return l2c__fail(L2C_EINVAL, "attack: lr_schedule %d is not L2C_LR_CONSTANT or L2C_LR_COSINE", cfg->lr_schedule);
+    if (cfg->objective != L2C_OBJ_LOOKAHEAD && cfg->objective != L2C_OBJ_ALIGN) return l2c__fail(L2C_EINVAL, "attack: objective %d is not L2C_OBJ_LOOKAHEAD or L2C_OBJ_ALIGN", cfg->objective);
     if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
     if (!(cfg->shortcut >= 0.0f && cfg->shortcut <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: shortcut %g must be in [0, 1e6]", cfg->shortcut);
     if (cfg->warmup_steps < 0 || !(cfg->warmup_epochs >= 0.0f && cfg->warmup_epochs <= 1e4f) ||
@@ -4304,17 +4313,35 @@ static int l2c__look_ahead(l2c_attack *a, const float *view, int n, uint64_t dra
     return L2C_OK;
 }
 
+/* L2C_OBJ_ALIGN: the derivative of cos(g, v) in x' is M(d) / (|g| |v|), with g = a->victim->grads
+   (the poisoned-batch gradient of the look-ahead), M(d) the mixed derivative d/dx' [d . g(x')] and
+   d = v - (v.g / |g|^2) g, the part of v orthogonal to g. Turns dir (holding v) into d in place and
+   returns 1 / (|g| |v|), or 0 when d vanishes (g parallel to v: the cosine is at an extreme). */
+static double l2c__align_direction(const l2c_attack *a, float *dir)
+{
+    const float *g = a->victim->grads;
+    double vg = 0.0, gg = 0.0, vv = 0.0, dd = 0.0, c;
+    size_t i, n = a->probe->nparams;
+    for (i = 0; i < n; i++) vg += (double)dir[i] * g[i], gg += (double)g[i] * g[i], vv += (double)dir[i] * dir[i];
+    if (!(gg > 0.0)) return 0.0;
+    c = vg / gg;
+    for (i = 0; i < n; i++) dir[i] -= (float)(c * g[i]), dd += (double)dir[i] * dir[i];
+    return dd > 1e-12 * vv ? 1.0 / sqrt(gg * vv) : 0.0;
+}
+
 /* The hypergradient of the generator objective with respect to x' (into a->seed_grad):
    +alpha*u to raise the clean loss (non-targeted), -alpha*u to lower the eta loss (targeted),
    with u = [grad_x' L(theta + r v, x') - grad_x' L(theta - r v, x')] / 2r. With cfg.victim_shift
-   the victim sees the translated view of x' throughout, and u goes back through the translation. */
+   the victim sees the translated view of x' throughout, and u goes back through the translation.
+   L2C_OBJ_ALIGN takes the difference along d instead (l2c__align_direction) and scales it to the
+   cosine's derivative. */
 static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_loss)
 {
     l2c_model *p = a->probe;
     const int *map = a->cfg.targeted ? a->cfg.label_map : NULL;
     l2c_tensor *loss;
     size_t i, size = (size_t)n * p->in_c * p->in_h * p->in_w;
-    double norm = 0.0;
+    double norm = 0.0, factor = a->cfg.victim_lr;
     float r, scale, *dir = p->grads, *u = a->cfg.victim_shift ? a->grad_plus : a->seed_grad;
     uint64_t draw = L2C__DRAW_LOOKAHEAD + (uint64_t)a->steps_done;
     const float *view = l2c__augment(a, xp, n, draw);
@@ -4326,11 +4353,18 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     *clean_loss = loss->data[0];
     for (i = 0; i < p->nparams; i++) norm += (double)dir[i] * dir[i];
     if (!(norm > 0.0) || !isfinite(norm)) return l2c__fail(L2C_ENAN, "attack: the clean-loss gradient is zero or not finite");
+    if (a->cfg.objective == L2C_OBJ_ALIGN) {
+        if (!((factor = l2c__align_direction(a, dir)) > 0.0)) {
+            memset(a->seed_grad, 0, size * sizeof(float));
+            return L2C_OK;
+        }
+        for (norm = 0.0, i = 0; i < p->nparams; i++) norm += (double)dir[i] * dir[i];
+    }
     r = (float)(a->cfg.fd_radius / sqrt(norm));
     /* probe_input_grad overwrites p->params but reads dir = p->grads, which it does not touch */
     if (l2c__probe_input_grad(a, view, n, dir, r, a->grad_plus) ||
         l2c__probe_input_grad(a, view, n, dir, -r, a->seed_grad)) return L2C_EINVAL;
-    scale = (a->cfg.targeted ? -1.0f : 1.0f) * a->cfg.victim_lr / (2.0f * r);
+    scale = (float)((a->cfg.targeted ? -1.0 : 1.0) * factor / (2.0 * r));
     for (i = 0; i < size; i++) u[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
     if (a->cfg.victim_shift) l2c__deaugment(a, u, a->seed_grad, n, draw);
     return L2C_OK;

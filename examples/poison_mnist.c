@@ -6,7 +6,7 @@
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
                        [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
-                       [--trial-victims LIST] [--victim-momentum M]
+                       [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]
 
    --targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10
    (K in 1..9; implies --targeted);
@@ -21,6 +21,8 @@
    --shift: the reference classifiers see randomly translated poisons (input diversity, for transfer);
    --victim-shift: the trials' imaginary victim trains with random shifts, as an augmenting defender;
    --victim-momentum: momentum of the imaginary victim's SGD (0: the paper's plain SGD);
+   --objective: what the trials optimise (lookahead: the paper's look-ahead loss; align: the
+   cosine between the victim's poisoned-batch gradient and the clean-loss gradient);
    --shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);
    --trial-victims: classifiers (as for --references) whose architectures the trials' imaginary
    victims take in turn after the reference CNN's.
@@ -156,6 +158,11 @@ int main(int argc, char **argv)
             const char *v = arg_value(argc, argv, &i);
             if (strcmp(v, "constant") && strcmp(v, "cosine")) { fprintf(stderr, "poison_mnist: --lr-schedule is constant or cosine\n"); return 2; }
             cfg.lr_schedule = strcmp(v, "constant") ? L2C_LR_COSINE : L2C_LR_CONSTANT;
+        }
+        else if (!strcmp(a, "--objective")) {
+            const char *v = arg_value(argc, argv, &i);
+            if (strcmp(v, "lookahead") && strcmp(v, "align")) { fprintf(stderr, "poison_mnist: --objective is lookahead or align\n"); return 2; }
+            cfg.objective = strcmp(v, "lookahead") ? L2C_OBJ_ALIGN : L2C_OBJ_LOOKAHEAD;
         }
         else if (!strcmp(a, "--shortcut")) cfg.shortcut = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--shift")) cfg.warmup_shift = atoi(arg_value(argc, argv, &i));

@@ -151,6 +151,85 @@ static void test_hypergradient_matches_unrolled_objective_shifted_victim(void) {
 /* victim_momentum: the look-ahead is the momentum step from the victim's velocity. */
 static void test_hypergradient_matches_unrolled_objective_momentum_victim(void) { ta_check_hypergradient(0, 0, 0.9f); }
 
+/* grad_theta L(f_victim(x or its poison by g), labels mapped by map) into out (victim->nparams). */
+static void ta_param_grad(l2c_model *g, l2c_model *victim, const float *x, const uint8_t *y, const int *map,
+                          float eps, double *out)
+{
+    l2c_tape *t = l2c_tape_new();
+    l2c_tensor *in = l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, x, 0), *loss;
+    size_t i;
+    if (g) in = l2c_clamp(t, l2c_add(t, in, l2c_scale(t, l2c_model_forward(t, g, in, L2C_TRAIN_FROZEN_STATS), eps)), 0, 1);
+    loss = l2c_softmax_xent(t, l2c_model_forward(t, victim, in, L2C_TRAIN_FROZEN_STATS), y, map);
+    l2c_model_zero_grad(victim);
+    l2c_backward(t, loss);
+    for (i = 0; i < victim->nparams; i++) out[i] = victim->grads[i];
+    l2c_tape_free(t);
+}
+
+static double ta_cosine(const double *a, const double *b, size_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    size_t i;
+    for (i = 0; i < n; i++) ab += a[i] * b[i], aa += a[i] * a[i], bb += b[i] * b[i];
+    return ab / sqrt(aa * bb);
+}
+
+/* L2C_OBJ_ALIGN: the generator gradient against a central difference of C(xi') = cos(g(xi'), v), g the
+   victim's gradient on the poisoned batch, v the look-ahead victim's clean-loss gradient (held fixed,
+   as the attack holds it). Non-targeted steps lower C, targeted ones raise it. */
+static void ta_check_alignment(int targeted)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator(), *v = ta_victim(), *gt, *look;
+    l2c_attack_config cfg;
+    l2c_attack *a;
+    double dot = 0, na = 0, nn = 0, diff = 0, *vclean, *gp;
+    const float h = 1e-2f, alpha = 1.0f;
+    const int *map;
+    size_t i, k;
+    REQUIRE(g && v, "setup failed");
+    ta_dataset(&d, x);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.eps = 0.1f; cfg.victim_lr = alpha; cfg.batch = TA_N; cfg.targeted = targeted;
+    cfg.anchor = 0.0f; cfg.objective = L2C_OBJ_ALIGN;
+    map = targeted ? cfg.label_map : NULL;
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a, "attack setup failed: %s", l2c_error());
+    l2c_model_copy(l2c_attack_victim(a), v);
+    REQUIRE(l2c_attack_generator_grad(a, x, d.labels, TA_N, NULL) == 0, "generator grad failed: %s", l2c_error());
+    gt = l2c_attack_trainable(a);
+    vclean = (double *)malloc(v->nparams * sizeof(double));
+    gp = (double *)malloc(v->nparams * sizeof(double));
+    REQUIRE(vclean && gp, "out of memory");
+    look = l2c_model_clone(v);   /* v at theta' = theta - alpha g(xi') */
+    ta_param_grad(g, look, x, d.labels, NULL, cfg.eps, gp);
+    for (k = 0; k < look->nparams; k++) look->params[k] -= alpha * (float)gp[k];
+    ta_param_grad(NULL, look, x, d.labels, map, cfg.eps, vclean);
+    for (i = 0; i < g->nparams; i++) {
+        float keep = g->params[i];
+        double cp, cm, num;
+        g->params[i] = keep + h;
+        ta_param_grad(g, v, x, d.labels, NULL, cfg.eps, gp);
+        cp = ta_cosine(gp, vclean, v->nparams);
+        g->params[i] = keep - h;
+        ta_param_grad(g, v, x, d.labels, NULL, cfg.eps, gp);
+        cm = ta_cosine(gp, vclean, v->nparams);
+        g->params[i] = keep;
+        num = (targeted ? -1.0 : 1.0) * (cp - cm) / (2.0 * h);
+        dot += num * gt->grads[i]; na += (double)gt->grads[i] * gt->grads[i]; nn += num * num;
+        diff += (num - gt->grads[i]) * (num - gt->grads[i]);
+    }
+    CHECK(nn > 1e-8, "the cosine does not depend on the generator (|grad|^2 = %g)", nn);
+    CHECK(sqrt(diff / nn) < 0.05, "alignment gradient relative error %.4f (want < 0.05)", sqrt(diff / nn));
+    CHECK(dot / sqrt(na * nn) > 0.998, "alignment gradient cosine %.5f (want > 0.998)", dot / sqrt(na * nn));
+    free(vclean); free(gp);
+    l2c_model_free(look); l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
+static void test_alignment_gradient_matches_cosine(void) { ta_check_alignment(0); }
+static void test_alignment_gradient_matches_cosine_targeted(void) { ta_check_alignment(1); }
+
 static void test_poison_stays_within_eps(void)
 {
     l2c_dataset d, p;
@@ -228,6 +307,7 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(anchor, -1.0f);
     TA_REFUSED(anchor, (float)NAN);
     TA_REFUSED(lr_schedule, 2);
+    TA_REFUSED(objective, 2);
     TA_REFUSED(shortcut, -0.5f);
     TA_REFUSED(shortcut, (float)NAN);
     TA_REFUSED(warmup_shift, -1);
@@ -799,6 +879,8 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_hypergradient_matches_unrolled_objective_targeted),
     L2CT(test_hypergradient_matches_unrolled_objective_shifted_victim),
     L2CT(test_hypergradient_matches_unrolled_objective_momentum_victim),
+    L2CT(test_alignment_gradient_matches_cosine),
+    L2CT(test_alignment_gradient_matches_cosine_targeted),
     L2CT(test_poison_stays_within_eps),
     L2CT(test_attack_refuses_bad_settings),
     L2CT(test_attack_checkpoint_resumes_bit_identically),
