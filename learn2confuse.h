@@ -35,6 +35,9 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.6.0  attack objective L2C_OBJ_ALIGN (l2c_attack_config.objective: the cosine between the
+              victim's poisoned-batch gradient and its clean-loss gradient), with finite-difference
+              tests; the defaults are unchanged (README: the v0.6.0 study, none of its changes kept)
        0.5.2  the library is unchanged; eval_mnist gains a random-forest victim
               (examples/classic_victims.h); README: the v0.5.2 study (four objectives and schedules
               measured at full scale, none kept)
@@ -63,9 +66,9 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 5
-#define L2C_VERSION_PATCH 2
-#define L2C_VERSION "0.5.2"
+#define L2C_VERSION_MINOR 6
+#define L2C_VERSION_PATCH 0
+#define L2C_VERSION "0.6.0"
 
 #include <stddef.h>
 #include <stdint.h>
