@@ -4318,18 +4318,20 @@ static int l2c__look_ahead(l2c_attack *a, const float *view, int n, uint64_t dra
 
 /* L2C_OBJ_ALIGN: the derivative of cos(g, v) in x' is M(d) / (|g| |v|), with g = a->victim->grads
    (the poisoned-batch gradient of the look-ahead), M(d) the mixed derivative d/dx' [d . g(x')] and
-   d = v - (v.g / |g|^2) g, the part of v orthogonal to g. Turns dir (holding v) into d in place and
-   returns 1 / (|g| |v|), or 0 when d vanishes (g parallel to v: the cosine is at an extreme). */
-static double l2c__align_direction(const l2c_attack *a, float *dir)
+   d = v - (v.g / |g|^2) g, the part of v orthogonal to g. Turns dir (holding v) into d in place,
+   leaves |d|^2 in *norm and returns 1 / (|g| |v|), or 0 when d vanishes (g parallel to v: the
+   cosine is at an extreme). */
+static float l2c__align_direction(const l2c_attack *a, float *dir, double *norm)
 {
     const float *g = a->victim->grads;
     double vg = 0.0, gg = 0.0, vv = 0.0, dd = 0.0, c;
     size_t i, n = a->probe->nparams;
     for (i = 0; i < n; i++) vg += (double)dir[i] * g[i], gg += (double)g[i] * g[i], vv += (double)dir[i] * dir[i];
-    if (!(gg > 0.0)) return 0.0;
+    if (!(gg > 0.0)) return 0.0f;
     c = vg / gg;
     for (i = 0; i < n; i++) dir[i] -= (float)(c * g[i]), dd += (double)dir[i] * dir[i];
-    return dd > 1e-12 * vv ? 1.0 / sqrt(gg * vv) : 0.0;
+    *norm = dd;
+    return dd > 1e-12 * vv ? (float)(1.0 / sqrt(gg * vv)) : 0.0f;
 }
 
 /* The hypergradient of the generator objective with respect to x' (into a->seed_grad):
@@ -4344,8 +4346,8 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     const int *map = a->cfg.targeted ? a->cfg.label_map : NULL;
     l2c_tensor *loss;
     size_t i, size = (size_t)n * p->in_c * p->in_h * p->in_w;
-    double norm = 0.0, factor = a->cfg.victim_lr;
-    float r, scale, *dir = p->grads, *u = a->cfg.victim_shift ? a->grad_plus : a->seed_grad;
+    double norm = 0.0;
+    float r, scale, factor = a->cfg.victim_lr, *dir = p->grads, *u = a->cfg.victim_shift ? a->grad_plus : a->seed_grad;
     uint64_t draw = L2C__DRAW_LOOKAHEAD + (uint64_t)a->steps_done;
     const float *view = l2c__augment(a, xp, n, draw);
     if (l2c__look_ahead(a, view, n, draw)) return L2C_EINVAL;
@@ -4356,18 +4358,15 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     *clean_loss = loss->data[0];
     for (i = 0; i < p->nparams; i++) norm += (double)dir[i] * dir[i];
     if (!(norm > 0.0) || !isfinite(norm)) return l2c__fail(L2C_ENAN, "attack: the clean-loss gradient is zero or not finite");
-    if (a->cfg.objective == L2C_OBJ_ALIGN) {
-        if (!((factor = l2c__align_direction(a, dir)) > 0.0)) {
-            memset(a->seed_grad, 0, size * sizeof(float));
-            return L2C_OK;
-        }
-        for (norm = 0.0, i = 0; i < p->nparams; i++) norm += (double)dir[i] * dir[i];
+    if (a->cfg.objective == L2C_OBJ_ALIGN && !((factor = l2c__align_direction(a, dir, &norm)) > 0.0f)) {
+        memset(a->seed_grad, 0, size * sizeof(float));
+        return L2C_OK;
     }
     r = (float)(a->cfg.fd_radius / sqrt(norm));
     /* probe_input_grad overwrites p->params but reads dir = p->grads, which it does not touch */
     if (l2c__probe_input_grad(a, view, n, dir, r, a->grad_plus) ||
         l2c__probe_input_grad(a, view, n, dir, -r, a->seed_grad)) return L2C_EINVAL;
-    scale = (float)((a->cfg.targeted ? -1.0 : 1.0) * factor / (2.0 * r));
+    scale = (a->cfg.targeted ? -1.0f : 1.0f) * factor / (2.0f * r);
     for (i = 0; i < size; i++) u[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
     if (a->cfg.victim_shift) l2c__deaugment(a, u, a->seed_grad, n, draw);
     return L2C_OK;
