@@ -4318,15 +4318,15 @@ static int l2c__look_ahead(l2c_attack *a, const float *view, int n, uint64_t dra
 
 /* L2C_OBJ_ALIGN: the derivative of cos(g, v) in x' is M(d) / (|g| |v|), with g = a->victim->grads
    (the poisoned-batch gradient of the look-ahead), M(d) the mixed derivative d/dx' [d . g(x')] and
-   d = v - (v.g / |g|^2) g, the part of v orthogonal to g. Turns dir (holding v) into d in place,
-   leaves |d|^2 in *norm and returns 1 / (|g| |v|), or 0 when d vanishes (g parallel to v: the
-   cosine is at an extreme). */
+   d = v - (v.g / |g|^2) g, the part of v orthogonal to g. Turns dir (holding v) into d in place;
+   *norm holds |v|^2 on entry and |d|^2 on return. Returns 1 / (|g| |v|), or 0 when d vanishes
+   (g parallel to v: the cosine is at an extreme). */
 static float l2c__align_direction(const l2c_attack *a, float *dir, double *norm)
 {
     const float *g = a->victim->grads;
-    double vg = 0.0, gg = 0.0, vv = 0.0, dd = 0.0, c;
+    double vg = 0.0, gg = 0.0, dd = 0.0, vv = *norm, c;
     size_t i, n = a->probe->nparams;
-    for (i = 0; i < n; i++) vg += (double)dir[i] * g[i], gg += (double)g[i] * g[i], vv += (double)dir[i] * dir[i];
+    for (i = 0; i < n; i++) vg += (double)dir[i] * g[i], gg += (double)g[i] * g[i];
     if (!(gg > 0.0)) return 0.0f;
     c = vg / gg;
     for (i = 0; i < n; i++) dir[i] -= (float)(c * g[i]), dd += (double)dir[i] * dir[i];

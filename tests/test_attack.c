@@ -87,6 +87,21 @@ static double ta_objective(l2c_model *g, l2c_model *victim, const float *x, cons
     return J;
 }
 
+/* The attack's generator gradient `got` against a central difference `want`, over the whole vector:
+   relative error < 5 %, cosine > 0.998 (and the objective must depend on the generator at all). */
+static void ta_expect_close(const char *what, const float *got, const double *want, size_t n)
+{
+    double dot = 0, na = 0, nn = 0, diff = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        dot += want[i] * got[i]; na += (double)got[i] * got[i]; nn += want[i] * want[i];
+        diff += (want[i] - got[i]) * (want[i] - got[i]);
+    }
+    CHECK(nn > 1e-8, "%s: the objective does not depend on the generator (|grad|^2 = %g)", what, nn);
+    CHECK(sqrt(diff / nn) < 0.05, "%s: relative error %.4f (want < 0.05)", what, sqrt(diff / nn));
+    CHECK(dot / sqrt(na * nn) > 0.998, "%s: cosine %.5f (want > 0.998)", what, dot / sqrt(na * nn));
+}
+
 /* Compares the attack's generator gradient with a central difference of +-J in every generator
    parameter; the tolerance is on the whole vector (relative error and cosine). With victim_shift the
    objective translates each sample by the draw the attack's first step uses; with momentum the
@@ -98,7 +113,7 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
     l2c_model *g = ta_generator(), *v = ta_victim(), *gt;
     l2c_attack_config cfg;
     l2c_attack *a;
-    double dot = 0, na = 0, nn = 0, diff = 0;
+    double *num;
     const float h = 1e-2f, alpha = 1.0f;
     size_t i;
     int shifts[2 * TA_N], k, moved = 0;
@@ -126,21 +141,20 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
     l2c_model_copy(l2c_attack_victim(a), v);
     REQUIRE(l2c_attack_generator_grad(a, x, d.labels, TA_N, NULL) == 0, "generator grad failed: %s", l2c_error());
     gt = l2c_attack_trainable(a);
+    num = (double *)malloc(g->nparams * sizeof(double));
+    REQUIRE(num, "out of memory");
     for (i = 0; i < g->nparams; i++) {
         float keep = g->params[i];
-        double jp, jm, num;
+        double jp, jm;
         g->params[i] = keep + h;
         jp = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, &lk);
         g->params[i] = keep - h;
         jm = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, &lk);
         g->params[i] = keep;
-        num = (targeted ? 1.0 : -1.0) * (jp - jm) / (2.0 * h);   /* Adam minimises -J, or +J_eta */
-        dot += num * gt->grads[i]; na += (double)gt->grads[i] * gt->grads[i]; nn += num * num;
-        diff += (num - gt->grads[i]) * (num - gt->grads[i]);
+        num[i] = (targeted ? 1.0 : -1.0) * (jp - jm) / (2.0 * h);   /* Adam minimises -J, or +J_eta */
     }
-    CHECK(nn > 1e-8, "the objective does not depend on the generator (|grad|^2 = %g)", nn);
-    CHECK(sqrt(diff / nn) < 0.05, "hypergradient relative error %.4f (want < 0.05)", sqrt(diff / nn));
-    CHECK(dot / sqrt(na * nn) > 0.998, "hypergradient cosine %.5f (want > 0.998)", dot / sqrt(na * nn));
+    ta_expect_close("hypergradient", gt->grads, num, g->nparams);
+    free(num);
     l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
@@ -184,10 +198,10 @@ static void ta_check_alignment(int targeted)
     l2c_model *g = ta_generator(), *v = ta_victim(), *gt, *look;
     l2c_attack_config cfg;
     l2c_attack *a;
-    double dot = 0, na = 0, nn = 0, diff = 0, *vclean, *gp;
+    double *vclean, *gp, *num;
     const float h = 1e-2f, alpha = 1.0f;
     const int *map;
-    size_t i, k;
+    size_t i;
     REQUIRE(g && v, "setup failed");
     ta_dataset(&d, x);
     l2c_attack_defaults(&cfg, 3);
@@ -201,14 +215,15 @@ static void ta_check_alignment(int targeted)
     gt = l2c_attack_trainable(a);
     vclean = (double *)malloc(v->nparams * sizeof(double));
     gp = (double *)malloc(v->nparams * sizeof(double));
-    REQUIRE(vclean && gp, "out of memory");
+    num = (double *)malloc(g->nparams * sizeof(double));
+    REQUIRE(vclean && gp && num, "out of memory");
     look = l2c_model_clone(v);   /* v at theta' = theta - alpha g(xi') */
     ta_param_grad(g, look, x, d.labels, NULL, cfg.eps, gp);
-    for (k = 0; k < look->nparams; k++) look->params[k] -= alpha * (float)gp[k];
+    for (i = 0; i < look->nparams; i++) look->params[i] -= alpha * (float)gp[i];
     ta_param_grad(NULL, look, x, d.labels, map, cfg.eps, vclean);
     for (i = 0; i < g->nparams; i++) {
         float keep = g->params[i];
-        double cp, cm, num;
+        double cp, cm;
         g->params[i] = keep + h;
         ta_param_grad(g, v, x, d.labels, NULL, cfg.eps, gp);
         cp = ta_cosine(gp, vclean, v->nparams);
@@ -216,14 +231,10 @@ static void ta_check_alignment(int targeted)
         ta_param_grad(g, v, x, d.labels, NULL, cfg.eps, gp);
         cm = ta_cosine(gp, vclean, v->nparams);
         g->params[i] = keep;
-        num = (targeted ? -1.0 : 1.0) * (cp - cm) / (2.0 * h);
-        dot += num * gt->grads[i]; na += (double)gt->grads[i] * gt->grads[i]; nn += num * num;
-        diff += (num - gt->grads[i]) * (num - gt->grads[i]);
+        num[i] = (targeted ? -1.0 : 1.0) * (cp - cm) / (2.0 * h);
     }
-    CHECK(nn > 1e-8, "the cosine does not depend on the generator (|grad|^2 = %g)", nn);
-    CHECK(sqrt(diff / nn) < 0.05, "alignment gradient relative error %.4f (want < 0.05)", sqrt(diff / nn));
-    CHECK(dot / sqrt(na * nn) > 0.998, "alignment gradient cosine %.5f (want > 0.998)", dot / sqrt(na * nn));
-    free(vclean); free(gp);
+    ta_expect_close("alignment gradient", gt->grads, num, g->nparams);
+    free(vclean); free(gp); free(num);
     l2c_model_free(look); l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
