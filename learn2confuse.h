@@ -428,6 +428,8 @@ enum { L2C_PAIR_NEXT = 0, L2C_PAIR_NEAREST = 1 };
 enum { L2C_LR_CONSTANT = 0, L2C_LR_COSINE = 1 };
 /* What the trials' hypergradient optimises (l2c_attack_config.objective). */
 enum { L2C_OBJ_LOOKAHEAD = 0, L2C_OBJ_ALIGN = 1 };
+/* l2c_attack_config.victim_optimizer: how the trials' imaginary victim trains. */
+enum { L2C_VICTIM_SGD = 0, L2C_VICTIM_ADAM = 1, L2C_VICTIM_ALTERNATE = 2 };
 
 typedef struct l2c_attack_progress {
     int trial, trials;        /* 1-based trial (0: the warm-up), total */
@@ -489,6 +491,14 @@ typedef struct l2c_attack_config {
                               the cosine between g and -v (targeted: +v), as in gradient-matching
                               poisons: only g's direction counts, not its size
                                                                       default L2C_OBJ_LOOKAHEAD */
+    int victim_optimizer;  /* the trials' imaginary victim: L2C_VICTIM_SGD (victim_lr, victim_momentum;
+                              the paper), L2C_VICTIM_ADAM (Adam at victim_adam_lr, betas 0.9 / 0.999,
+                              as many defenders train: the look-ahead takes Adam's step, and the
+                              hypergradient goes through it exactly), or L2C_VICTIM_ALTERNATE (SGD in
+                              odd trials, Adam in even ones). Adam needs victims = 1, victim_lifetime
+                              0, victim_momentum 0, the look-ahead objective and no added victim
+                              architectures                                   default L2C_VICTIM_SGD */
+    float victim_adam_lr;  /* the Adam victim's learning rate (also its look-ahead step)   default 1e-3 */
     uint64_t seed;         /* victim initialisation and batch order                default 1 */
     /* Called after every step (may be NULL); a non-zero return stops the attack after that step. */
     int (*progress)(const l2c_attack_progress *p, void *user);
@@ -4054,6 +4064,9 @@ struct l2c_attack {
     long reinits;                    /* victims initialised so far: seeds the next one */
     l2c_adam adam;
     l2c_sgd sgd;
+    l2c_adam victim_adam;            /* the imaginary victim's Adam (victim_optimizer; unused with SGD) */
+    int victim_on_adam;              /* the current victim trains with victim_adam */
+    float *adam_jacobian;            /* the Adam look-ahead's d theta'_i / d g_i (victim-sized) */
     l2c_tape *gen_tape, *vic_tape;
     float *x, *seed_grad, *grad_plus;   /* batch-sized buffers */
     uint8_t *y;
@@ -4090,6 +4103,7 @@ L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses)
     cfg->warmup_steps = 5000;
     cfg->warmup_epochs = 1;
     cfg->anchor = 1.0f;
+    cfg->victim_adam_lr = 1e-3f;
     cfg->seed = 1;
     if (nclasses < 1 || nclasses > L2C_MAX_CLASSES) nclasses = 10;
     for (k = 0; k < nclasses; k++) cfg->label_map[k] = (k + 1) % nclasses;
@@ -4124,6 +4138,13 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
         (cfg->victim_momentum > 0.0f && (cfg->victims != 1 || cfg->victim_lifetime != 0)))
         return l2c__fail(L2C_EINVAL, "attack: victim_momentum %g must be in [0, 1), and needs victims = 1 (%d) and victim_lifetime 0 (%d)",
                          cfg->victim_momentum, cfg->victims, cfg->victim_lifetime);
+    if (cfg->victim_optimizer != L2C_VICTIM_SGD && cfg->victim_optimizer != L2C_VICTIM_ADAM && cfg->victim_optimizer != L2C_VICTIM_ALTERNATE)
+        return l2c__fail(L2C_EINVAL, "attack: victim_optimizer %d is not L2C_VICTIM_SGD, L2C_VICTIM_ADAM or L2C_VICTIM_ALTERNATE", cfg->victim_optimizer);
+    if (cfg->victim_optimizer != L2C_VICTIM_SGD &&
+        (!(cfg->victim_adam_lr > 0.0f && cfg->victim_adam_lr <= 1.0f) || cfg->victims != 1 || cfg->victim_lifetime != 0 ||
+         cfg->victim_momentum > 0.0f || cfg->objective != L2C_OBJ_LOOKAHEAD))
+        return l2c__fail(L2C_EINVAL, "attack: an Adam victim needs victim_adam_lr in (0, 1] (%g), victims = 1 (%d), victim_lifetime 0 (%d), "
+                         "victim_momentum 0 (%g) and the look-ahead objective", cfg->victim_adam_lr, cfg->victims, cfg->victim_lifetime, cfg->victim_momentum);
     l2c_model_output_shape(g, &c, &h, &w);
     if (g->in_c != d->c || g->in_h != d->h || g->in_w != d->w || c != d->c || h != d->h || w != d->w)
         return l2c__fail(L2C_EINVAL, "attack: the generator maps %dx%dx%d to %dx%dx%d; the data is %dx%dx%d",
@@ -4150,6 +4171,7 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     a->cfg = *cfg;
     a->train = train;
     a->warmed_up = cfg->warmup_steps == 0;
+    a->victim_on_adam = cfg->victim_optimizer == L2C_VICTIM_ADAM;
     per = (size_t)train->c * train->h * train->w * cfg->batch;
     a->frozen = l2c_model_clone(generator);
     a->trainable = l2c_model_clone(generator);
@@ -4180,6 +4202,9 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
         !a->seed_grad || !a->grad_plus || !a->y ||
         l2c_adam_init(&a->adam, a->trainable, cfg->gen_lr, 0.9f, 0.999f, 1e-8f, 0) ||
         l2c_sgd_init(&a->sgd, a->victim, cfg->victim_lr, cfg->victim_momentum, 0.0f) ||
+        (cfg->victim_optimizer != L2C_VICTIM_SGD &&
+         (l2c_adam_init(&a->victim_adam, a->victim, cfg->victim_adam_lr, 0.9f, 0.999f, 1e-8f, 0) ||
+          !(a->adam_jacobian = (float *)l2c__calloc(a->victim->nparams * sizeof(float))))) ||
         l2c_batcher_init(&a->order, train->n, cfg->batch, 1, cfg->seed)) {
         l2c_attack_free(a);
         return NULL;
@@ -4196,7 +4221,7 @@ L2C_API void l2c_attack_free(l2c_attack *a)
     if (a->pool) { int k; for (k = 0; k < a->cfg.victims; k++) l2c_model_free(a->pool[k]); }
     L2C_FREE(a->pool); L2C_FREE(a->age);
     l2c_model_free(a->probe);
-    l2c_adam_free(&a->adam); l2c_sgd_free(&a->sgd);
+    l2c_adam_free(&a->adam); l2c_sgd_free(&a->sgd); l2c_adam_free(&a->victim_adam); L2C_FREE(a->adam_jacobian);
     l2c_tape_free(a->gen_tape); l2c_tape_free(a->vic_tape);
     L2C_FREE(a->x); L2C_FREE(a->seed_grad); L2C_FREE(a->grad_plus); L2C_FREE(a->y);
     { int k; for (k = 0; k < a->nrefs; k++) l2c_model_free(a->refs[k]); }
@@ -4295,9 +4320,32 @@ static int l2c__probe_input_grad(l2c_attack *a, const float *data, int n, const 
     return L2C_OK;
 }
 
+/* The Adam victim's look-ahead into a->probe: theta' = theta - lr m'/(sqrt(v') + eps), bias-corrected,
+   the step l2c_adam_step will take; and the step's derivative in each gradient coordinate into
+   a->adam_jacobian (Adam treats every coordinate alone, so its Jacobian is diagonal). */
+static void l2c__adam_look_ahead(l2c_attack *a)
+{
+    const l2c_adam *o = &a->victim_adam;
+    const l2c_model *v = a->victim;
+    const float b1 = o->beta1, b2 = o->beta2;
+    const double t = (double)o->step + 1.0;
+    const float step_size = (float)(o->lr / (1.0 - pow(b1, t))), inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(b2, t)));
+    float *theta = a->probe->params, *jac = a->adam_jacobian;
+    size_t i;
+    for (i = 0; i < v->nparams; i++) {
+        float g = v->grads[i], m = b1 * o->m[i] + (1.0f - b1) * g, root = sqrtf(b2 * o->v[i] + (1.0f - b2) * g * g);
+        float den = root * inv_sqrt_bc2 + o->eps;
+        theta[i] = v->params[i] - step_size * m / den;
+        /* d/dg of m / den. A coordinate whose gradient has always been exactly 0 (root = 0) takes a
+           sign step, flat except within eps of 0: taken as flat. */
+        jac[i] = root > 0.0f ? step_size * ((1.0f - b1) / den - m * inv_sqrt_bc2 * (1.0f - b2) * g / (root * den * den)) : 0.0f;
+    }
+}
+
 /* theta' = theta - alpha * grad_theta L(f_theta(view), y), the look-ahead, into a->probe (with
-   victim_momentum the full momentum step, as l2c_sgd_step will take it). With cfg.shortcut the pass
-   also leaves grad_x' L(f_theta(x'), y) in a->victim_xgrad (back through the view's translation). */
+   victim_momentum the full momentum step, as l2c_sgd_step will take it; an Adam victim's Adam step).
+   With cfg.shortcut the pass also leaves grad_x' L(f_theta(x'), y) in a->victim_xgrad (back through
+   the view's translation). */
 static int l2c__look_ahead(l2c_attack *a, const float *view, int n, uint64_t draw)
 {
     l2c_model *v = a->victim, *p = a->probe;
@@ -4309,7 +4357,9 @@ static int l2c__look_ahead(l2c_attack *a, const float *view, int n, uint64_t dra
     if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
     if (in) l2c__deaugment(a, in->grad, a->victim_xgrad, n, draw);
     memcpy(p->buffers, v->buffers, v->nbuffers * sizeof(float));
-    if (vel)
+    if (a->victim_on_adam)
+        l2c__adam_look_ahead(a);
+    else if (vel)
         for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - alpha * (mu * vel[i] + v->grads[i]);
     else
         for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - alpha * v->grads[i];
@@ -4339,7 +4389,8 @@ static float l2c__align_direction(const l2c_attack *a, float *dir, double *norm)
    with u = [grad_x' L(theta + r v, x') - grad_x' L(theta - r v, x')] / 2r. With cfg.victim_shift
    the victim sees the translated view of x' throughout, and u goes back through the translation.
    L2C_OBJ_ALIGN takes the difference along d instead (l2c__align_direction) and scales it to the
-   cosine's derivative. */
+   cosine's derivative. An Adam victim's step moves theta' by J_i = d theta'_i / d g_i per unit of
+   gradient instead of alpha: the difference is taken along (J_i v_i). */
 static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_loss)
 {
     l2c_model *p = a->probe;
@@ -4356,6 +4407,10 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     l2c_model_zero_grad(p);
     if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
     *clean_loss = loss->data[0];
+    if (a->victim_on_adam) {
+        for (i = 0; i < p->nparams; i++) dir[i] *= a->adam_jacobian[i];
+        factor = 1.0f;
+    }
     for (i = 0; i < p->nparams; i++) norm += (double)dir[i] * dir[i];
     if (!(norm > 0.0) || !isfinite(norm)) return l2c__fail(L2C_ENAN, "attack: the clean-loss gradient is zero or not finite");
     if (a->cfg.objective == L2C_OBJ_ALIGN && !((factor = l2c__align_direction(a, dir, &norm)) > 0.0f)) {
@@ -4386,7 +4441,8 @@ static float l2c__victim_step(l2c_attack *a, int n)
     if (l2c_backward(a->vic_tape, loss)) return (float)NAN;
     value = loss->data[0];
     if (!isfinite(value)) return value;
-    l2c_sgd_step(&a->sgd, a->victim);
+    if (a->victim_on_adam) l2c_adam_step(&a->victim_adam, a->victim);
+    else l2c_sgd_step(&a->sgd, a->victim);
     return value;
 }
 
@@ -4517,7 +4573,8 @@ L2C_API int l2c_attack_add_victim(l2c_attack *a, const l2c_model *classifier)
     int k = a ? a->narchs : 0;
     if (!a || !classifier) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: NULL argument");
     if (a->cfg.victims != 1) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: needs cfg.victims = 1 (a pool of %d victims is set)", a->cfg.victims);
-    if (a->cfg.victim_momentum > 0.0f) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: not with victim_momentum (one velocity per architecture is not kept)");
+    if (a->cfg.victim_momentum > 0.0f || a->cfg.victim_optimizer != L2C_VICTIM_SGD)
+        return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: not with victim_momentum or an Adam victim (one optimiser state per architecture is not kept)");
     if (a->narchs >= L2C_MAX_REFERENCES) return l2c__fail(L2C_EINVAL, "l2c_attack_add_victim: at most %d victim architectures", L2C_MAX_REFERENCES);
     if (l2c__check_classifier(a, classifier, "l2c_attack_add_victim")) return L2C_EINVAL;
     a->archs[k] = l2c_model_clone(classifier);
@@ -4530,11 +4587,19 @@ L2C_API int l2c_attack_add_victim(l2c_attack *a, const l2c_model *classifier)
     return L2C_OK;
 }
 
-/* A fresh imaginary victim: new weights from the seed, and no velocity (victim_momentum). */
+/* A fresh imaginary victim: new weights from the seed, no velocity (victim_momentum), a new Adam
+   (victim_optimizer; L2C_VICTIM_ALTERNATE gives Adam to the victims of even trials). */
 static void l2c__fresh_victim(l2c_attack *a, l2c_model *v)
 {
     l2c_model_init(v, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
     if (a->sgd.velocity) memset(a->sgd.velocity, 0, a->sgd.n * sizeof(float));
+    a->victim_on_adam = a->cfg.victim_optimizer == L2C_VICTIM_ADAM ||
+                        (a->cfg.victim_optimizer == L2C_VICTIM_ALTERNATE && a->trials_done % 2 == 1);
+    if (a->victim_adam.m) {
+        memset(a->victim_adam.m, 0, a->victim_adam.n * sizeof(float));
+        memset(a->victim_adam.v, 0, a->victim_adam.n * sizeof(float));
+        a->victim_adam.step = 0;
+    }
 }
 
 /* With several victim architectures, trial t trains a fresh victim of architecture t mod narchs. */

@@ -7,6 +7,7 @@
                        [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
                        [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]
+                       [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR]
 
    --targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10
    (K in 1..9; implies --targeted);
@@ -21,6 +22,8 @@
    --shift: the reference classifiers see randomly translated poisons (input diversity, for transfer);
    --victim-shift: the trials' imaginary victim trains with random shifts, as an augmenting defender;
    --victim-momentum: momentum of the imaginary victim's SGD (0: the paper's plain SGD);
+   --victim-optimizer: how the trials' imaginary victim trains (sgd: the paper's; adam: Adam at
+   --victim-adam-lr, default 1e-3, as many defenders train; alternate: SGD and Adam trial by trial);
    --objective: what the trials optimise (lookahead: the paper's look-ahead loss; align: the
    cosine between the victim's poisoned-batch gradient and the clean-loss gradient);
    --shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);
@@ -164,6 +167,14 @@ int main(int argc, char **argv)
             if (strcmp(v, "lookahead") && strcmp(v, "align")) { fprintf(stderr, "poison_mnist: --objective is lookahead or align\n"); return 2; }
             cfg.objective = strcmp(v, "lookahead") ? L2C_OBJ_ALIGN : L2C_OBJ_LOOKAHEAD;
         }
+        else if (!strcmp(a, "--victim-optimizer")) {
+            const char *v = arg_value(argc, argv, &i);
+            if (strcmp(v, "sgd") && strcmp(v, "adam") && strcmp(v, "alternate")) {
+                fprintf(stderr, "poison_mnist: --victim-optimizer is sgd, adam or alternate\n"); return 2;
+            }
+            cfg.victim_optimizer = !strcmp(v, "sgd") ? L2C_VICTIM_SGD : !strcmp(v, "adam") ? L2C_VICTIM_ADAM : L2C_VICTIM_ALTERNATE;
+        }
+        else if (!strcmp(a, "--victim-adam-lr")) cfg.victim_adam_lr = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--shortcut")) cfg.shortcut = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--shift")) cfg.warmup_shift = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--victim-shift")) cfg.victim_shift = atoi(arg_value(argc, argv, &i));

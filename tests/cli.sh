@@ -41,6 +41,9 @@ expect poison_rejects_unknown_reference 1 "unknown classifier" $P --data "$T/goo
 expect poison_rejects_bad_pairing 2 "pairing" $P --data "$T/good" --out "$T/out" --pairing random
 expect poison_rejects_bad_lr_schedule 2 "lr-schedule" $P --data "$T/good" --out "$T/out" --lr-schedule linear
 expect poison_rejects_bad_objective 2 "objective" $P --data "$T/good" --out "$T/out" --objective cosine
+expect poison_rejects_bad_victim_optimizer 2 "victim-optimizer" $P --data "$T/good" --out "$T/out" --victim-optimizer rmsprop
+expect poison_rejects_adam_victim_with_momentum 1 "Adam victim" $P --data "$T/good" --out "$T/out" --victim-optimizer adam --victim-momentum 0.9
+expect poison_rejects_zero_adam_victim_lr 1 "victim_adam_lr" $P --data "$T/good" --out "$T/out" --victim-optimizer adam --victim-adam-lr 0
 expect poison_rejects_zero_reference_epochs 1 "warmup_epochs" $P --data "$T/good" --out "$T/out" --ref-epochs 0
 expect poison_rejects_negative_shortcut 1 "shortcut" $P --data "$T/good" --out "$T/out" --shortcut -1
 expect poison_rejects_zero_generator_width 1 "base in" $P --data "$T/good" --out "$T/out" --gen-width 0
@@ -56,10 +59,11 @@ expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"
 expect poison_rejects_count_mismatch 1 "128 images" $P --data "$T/mismatch" --out "$T/out"
 expect poison_rejects_missing_data 1 "cannot open" $P --data "$T/nowhere" --out "$T/out"
 expect poison_runs_on_good_data 0 "wrote" $P --data "$T/good" --out "$T/out"
-mkdir -p "$T/narrow" "$T/shifted" "$T/aligned"
+mkdir -p "$T/narrow" "$T/shifted" "$T/aligned" "$T/adam"
 expect poison_runs_a_label_shift 0 "y -> y+9" $P --data "$T/good" --out "$T/shifted" --label-shift 9 --fresh --checkpoint "$T/shifted.ckpt"
 expect poison_runs_a_narrow_generator 0 "wrote" $P --data "$T/good" --out "$T/narrow" --gen-width 4 --fresh --checkpoint "$T/narrow.ckpt"
 expect poison_runs_the_align_objective 0 "wrote" $P --data "$T/good" --out "$T/aligned" --objective align --fresh --checkpoint "$T/aligned.ckpt"
+expect poison_runs_an_adam_victim 0 "wrote" $P --data "$T/good" --out "$T/adam" --victim-optimizer alternate --trials 2 --fresh --checkpoint "$T/adam.ckpt"
 expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/out"
 cp "$T/ckpt" "$T/ckpt.before"
 expect poison_refuses_checkpoint_of_other_references 1 "reference ensemble" $P --data "$T/good" --out "$T/out" --references none

@@ -55,7 +55,21 @@ typedef struct ta_look {
     const int *shifts;   /* or NULL: (dx, dy) per sample, x' translated by them (victim_shift) */
     const float *vel;    /* or NULL: the velocity, a momentum step theta - alpha (mu vel + grad) */
     float mu;
+    const l2c_adam *adam;   /* or NULL: the victim's Adam state, the look-ahead is Adam's next step */
 } ta_look;
+
+/* How far the look-ahead moves parameter i, given its gradient g. Adam's step is written out here
+   from its definition (bias-corrected m-hat / (sqrt(v-hat) + eps)), in double. */
+static double ta_step(const ta_look *lk, size_t i, float g)
+{
+    const l2c_adam *o = lk->adam;
+    double t, m, v;
+    if (!o) return lk->alpha * ((lk->vel ? lk->mu * lk->vel[i] : 0.0f) + g);
+    t = (double)o->step + 1.0;
+    m = (o->beta1 * o->m[i] + (1.0 - o->beta1) * g) / (1.0 - pow(o->beta1, t));
+    v = (o->beta2 * o->v[i] + (1.0 - o->beta2) * (double)g * g) / (1.0 - pow(o->beta2, t));
+    return o->lr * m / (sqrt(v) + o->eps);
+}
 
 static double ta_objective(l2c_model *g, l2c_model *victim, const float *x, const uint8_t *y,
                            const int *map, float eps, const ta_look *lk)
@@ -77,7 +91,7 @@ static double ta_objective(l2c_model *g, l2c_model *victim, const float *x, cons
                                                  L2C_TRAIN_FROZEN_STATS), y, NULL);
     l2c_model_zero_grad(look);
     l2c_backward(t, loss);
-    for (i = 0; i < look->nparams; i++) look->params[i] -= lk->alpha * ((lk->vel ? lk->mu * lk->vel[i] : 0.0f) + look->grads[i]);
+    for (i = 0; i < look->nparams; i++) look->params[i] = (float)(look->params[i] - ta_step(lk, i, look->grads[i]));
     l2c_tape_reset(t);
     in = l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, x, 0);
     loss = l2c_softmax_xent(t, l2c_model_forward(t, look, in, L2C_TRAIN_FROZEN_STATS), y, map);
@@ -105,8 +119,9 @@ static void ta_expect_close(const char *what, const float *got, const double *wa
 /* Compares the attack's generator gradient with a central difference of +-J in every generator
    parameter; the tolerance is on the whole vector (relative error and cosine). With victim_shift the
    objective translates each sample by the draw the attack's first step uses; with momentum the
-   victim carries a (random) velocity from earlier steps. */
-static void ta_check_hypergradient(int targeted, int victim_shift, float momentum)
+   victim carries a (random) velocity from earlier steps; with adam the victim trains by Adam and
+   carries a (random) Adam state, three steps old. */
+static void ta_check_hypergradient(int targeted, int victim_shift, float momentum, int adam)
 {
     l2c_dataset d;
     float x[TA_N * TA_SIDE * TA_SIDE];
@@ -124,6 +139,7 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
     cfg.eps = 0.1f; cfg.victim_lr = alpha; cfg.batch = TA_N; cfg.targeted = targeted;
     cfg.anchor = 0.0f;   /* the paper's objective alone (the anchor has a test of its own) */
     cfg.victim_shift = victim_shift; cfg.victim_momentum = momentum;
+    cfg.victim_optimizer = adam ? L2C_VICTIM_ADAM : L2C_VICTIM_SGD; cfg.victim_adam_lr = 0.2f;
     a = l2c_attack_new(&cfg, g, v, &d);
     REQUIRE(a, "attack setup failed: %s", l2c_error());
     REQUIRE((momentum > 0.0f) == (a->sgd.velocity != NULL), "victim_momentum %g: velocity %p", momentum, (void *)a->sgd.velocity);
@@ -132,12 +148,23 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
         l2c_rng_seed(&r, 21);
         for (i = 0; i < v->nparams; i++) a->sgd.velocity[i] = l2c_rng_uniform(&r) - 0.5f;
     }
+    REQUIRE(!adam == !a->victim_on_adam, "victim_optimizer: the victim %s Adam", a->victim_on_adam ? "is on" : "is not on");
+    if (adam) {   /* small second moments, so that the current gradient moves Adam's denominator too */
+        l2c_rng r;
+        l2c_rng_seed(&r, 22);
+        a->victim_adam.step = 3;
+        for (i = 0; i < v->nparams; i++) {
+            a->victim_adam.m[i] = 0.1f * (l2c_rng_uniform(&r) - 0.5f);
+            a->victim_adam.v[i] = 1e-5f * (l2c_rng_uniform(&r) + 0.1f);
+        }
+    }
     for (k = 0; k < TA_N; k++) {
         l2c__sample_shift(a, L2C__DRAW_LOOKAHEAD, k, &shifts[2 * k], &shifts[2 * k + 1]);
         moved += shifts[2 * k] || shifts[2 * k + 1];
     }
     REQUIRE(!victim_shift || moved > 1, "only %d of %d samples are translated", moved, TA_N);
     lk.alpha = alpha; lk.shifts = victim_shift ? shifts : NULL; lk.vel = a->sgd.velocity; lk.mu = momentum;
+    lk.adam = adam ? &a->victim_adam : NULL;
     l2c_model_copy(l2c_attack_victim(a), v);
     REQUIRE(l2c_attack_generator_grad(a, x, d.labels, TA_N, NULL) == 0, "generator grad failed: %s", l2c_error());
     gt = l2c_attack_trainable(a);
@@ -158,12 +185,15 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
     l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
-static void test_hypergradient_matches_unrolled_objective(void) { ta_check_hypergradient(0, 0, 0.0f); }
-static void test_hypergradient_matches_unrolled_objective_targeted(void) { ta_check_hypergradient(1, 0, 0.0f); }
+static void test_hypergradient_matches_unrolled_objective(void) { ta_check_hypergradient(0, 0, 0.0f, 0); }
+static void test_hypergradient_matches_unrolled_objective_targeted(void) { ta_check_hypergradient(1, 0, 0.0f, 0); }
 /* victim_shift: the imaginary victim trains on translated poisons; the gradient goes back through. */
-static void test_hypergradient_matches_unrolled_objective_shifted_victim(void) { ta_check_hypergradient(0, 1, 0.0f); }
+static void test_hypergradient_matches_unrolled_objective_shifted_victim(void) { ta_check_hypergradient(0, 1, 0.0f, 0); }
 /* victim_momentum: the look-ahead is the momentum step from the victim's velocity. */
-static void test_hypergradient_matches_unrolled_objective_momentum_victim(void) { ta_check_hypergradient(0, 0, 0.9f); }
+static void test_hypergradient_matches_unrolled_objective_momentum_victim(void) { ta_check_hypergradient(0, 0, 0.9f, 0); }
+/* victim_optimizer Adam: the look-ahead is Adam's step, its denominator moved by the gradient too. */
+static void test_hypergradient_matches_unrolled_objective_adam_victim(void) { ta_check_hypergradient(0, 0, 0.0f, 1); }
+static void test_hypergradient_matches_unrolled_objective_adam_victim_targeted(void) { ta_check_hypergradient(1, 0, 0.0f, 1); }
 
 /* grad_theta L(f_victim(x or its poison by g), labels mapped by map) into out (victim->nparams). */
 static void ta_param_grad(l2c_model *g, l2c_model *victim, const float *x, const uint8_t *y, const int *map,
@@ -328,6 +358,25 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(victim_momentum, -0.1f);
     TA_REFUSED(victim_momentum, 1.0f);
     TA_REFUSED(victim_momentum, (float)NAN);
+    TA_REFUSED(victim_optimizer, 3);
+    TA_REFUSED(victim_optimizer, -1);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4; cfg.victim_optimizer = L2C_VICTIM_ADAM;
+    cfg.victim_adam_lr = 0.0f;
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "victim_adam_lr"), "Adam lr 0: %s", l2c_error());
+    cfg.victim_adam_lr = (float)NAN;
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "victim_adam_lr"), "Adam lr NaN: %s", l2c_error());
+    cfg.victim_adam_lr = 1e-3f; cfg.victims = 2;   /* a pool would share one Adam state */
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "Adam victim"), "Adam with a pool: %s", l2c_error());
+    cfg.victims = 1; cfg.victim_momentum = 0.9f;
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "Adam victim"), "Adam with momentum: %s", l2c_error());
+    cfg.victim_momentum = 0.0f; cfg.objective = L2C_OBJ_ALIGN;
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "Adam victim"), "Adam with align: %s", l2c_error());
+    cfg.objective = L2C_OBJ_LOOKAHEAD;
+    a = l2c_attack_new(&cfg, g, v, &d);
+    REQUIRE(a, "setup failed: %s", l2c_error());
+    CHECK_FAILS(l2c_attack_add_victim(a, v));   /* one Adam state per architecture is not kept */
+    l2c_attack_free(a);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.victims = 2; cfg.victim_momentum = 0.5f;   /* a pool would share one velocity */
     CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "victim_momentum"), "momentum with a pool: %s", l2c_error());
@@ -470,6 +519,40 @@ static void test_attack_checkpoint_resumes_momentum_victim(void)
     l2c_attack_config cfg = ta_resume_config();
     cfg.anchor = 0.5f; cfg.victim_momentum = 0.9f;
     ta_check_resume(&cfg, 0);
+}
+
+/* Trials 1 and 3 train an SGD victim, trial 2 an Adam one (a fresh Adam state: not in the checkpoint). */
+static void test_attack_checkpoint_resumes_alternating_victim_optimizers(void)
+{
+    l2c_attack_config cfg = ta_resume_config();
+    cfg.victim_optimizer = L2C_VICTIM_ALTERNATE; cfg.victim_adam_lr = 0.01f;
+    ta_check_resume(&cfg, 0);
+}
+
+/* With victim_optimizer Adam a trial's real victim steps are Adam steps (its state counts them);
+   SGD and ALTERNATE (whose first trial is an SGD one) take none. */
+static void test_adam_victim_trains_by_adam(void)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator(), *v = ta_victim();
+    l2c_attack_config cfg;
+    l2c_attack *a;
+    int optimizer;
+    REQUIRE(g && v, "setup failed");
+    ta_dataset(&d, x);
+    for (optimizer = L2C_VICTIM_SGD; optimizer <= L2C_VICTIM_ALTERNATE; optimizer++) {
+        l2c_attack_defaults(&cfg, 3);
+        cfg.batch = 4; cfg.trials = 1; cfg.steps_per_trial = 2; cfg.warmup_steps = 0; cfg.anchor = 0.0f;
+        cfg.victim_optimizer = optimizer; cfg.victim_adam_lr = 0.01f;
+        a = l2c_attack_new(&cfg, g, v, &d);
+        REQUIRE(a && l2c_attack_run(a) == 0, "run failed: %s", l2c_error());
+        CHECK(a->victim_adam.step == (optimizer == L2C_VICTIM_ADAM ? 2 : 0), "optimizer %d: %ld Adam steps of the victim",
+              optimizer, a->victim_adam.step);
+        CHECK(optimizer == L2C_VICTIM_SGD || a->victim_adam.m != NULL, "optimizer %d: no Adam state", optimizer);
+        l2c_attack_free(a);
+    }
+    l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
 /* l2c_attack_add_victim: trials take the architectures in turn, each victim fresh; bad ones refused. */
@@ -890,6 +973,10 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_hypergradient_matches_unrolled_objective_targeted),
     L2CT(test_hypergradient_matches_unrolled_objective_shifted_victim),
     L2CT(test_hypergradient_matches_unrolled_objective_momentum_victim),
+    L2CT(test_hypergradient_matches_unrolled_objective_adam_victim),
+    L2CT(test_hypergradient_matches_unrolled_objective_adam_victim_targeted),
+    L2CT(test_attack_checkpoint_resumes_alternating_victim_optimizers),
+    L2CT(test_adam_victim_trains_by_adam),
     L2CT(test_alignment_gradient_matches_cosine),
     L2CT(test_alignment_gradient_matches_cosine_targeted),
     L2CT(test_poison_stays_within_eps),
