@@ -35,6 +35,9 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.7.0  attack knob victim_optimizer (an Adam-trained imaginary victim, or SGD and Adam trial by
+              trial; the hypergradient goes through Adam's step exactly), with finite-difference
+              tests; the defaults are unchanged (README: the v0.7.0 study)
        0.6.0  attack objective L2C_OBJ_ALIGN (l2c_attack_config.objective: the cosine between the
               victim's poisoned-batch gradient and its clean-loss gradient), with finite-difference
               tests; the defaults are unchanged (README: the v0.6.0 study, none of its changes kept)
@@ -66,7 +69,7 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 6
+#define L2C_VERSION_MINOR 7
 #define L2C_VERSION_PATCH 0
 #define L2C_VERSION "0.6.0"
 
