@@ -71,7 +71,7 @@
 #define L2C_VERSION_MAJOR 0
 #define L2C_VERSION_MINOR 7
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.6.0"
+#define L2C_VERSION "0.7.0"
 
 #include <stddef.h>
 #include <stdint.h>
