@@ -705,7 +705,16 @@ static void test_model_read_rebuilds_the_architecture(void)
     l2c_model_free(m); l2c_model_free(ae); l2c_model_free(pools);
 }
 
+/* The version string is the version numbers (a release bumps both or neither). */
+static void test_version_string_matches_the_numbers(void)
+{
+    char expect[32];
+    sprintf(expect, "%d.%d.%d", L2C_VERSION_MAJOR, L2C_VERSION_MINOR, L2C_VERSION_PATCH);
+    CHECK(strcmp(expect, L2C_VERSION) == 0, "L2C_VERSION is \"%s\", the numbers say %s", L2C_VERSION, expect);
+}
+
 static const l2ct_case l2ct_io_cases[] = {
+    L2CT(test_version_string_matches_the_numbers),
     L2CT(test_model_read_rebuilds_the_architecture),
     L2CT(test_translate_moves_planes_and_fills_with_zeros),
     L2CT(test_model_save_load_round_trip_is_bit_identical),
