@@ -4068,7 +4068,6 @@ struct l2c_attack {
     l2c_adam adam;
     l2c_sgd sgd;
     l2c_adam victim_adam;            /* the imaginary victim's Adam (victim_optimizer; unused with SGD) */
-    int victim_on_adam;              /* the current victim trains with victim_adam */
     float *adam_jacobian;            /* the Adam look-ahead's d theta'_i / d g_i (victim-sized) */
     l2c_tape *gen_tape, *vic_tape;
     float *x, *seed_grad, *grad_plus;   /* batch-sized buffers */
@@ -4174,7 +4173,6 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     a->cfg = *cfg;
     a->train = train;
     a->warmed_up = cfg->warmup_steps == 0;
-    a->victim_on_adam = cfg->victim_optimizer == L2C_VICTIM_ADAM;
     per = (size_t)train->c * train->h * train->w * cfg->batch;
     a->frozen = l2c_model_clone(generator);
     a->trainable = l2c_model_clone(generator);
@@ -4323,6 +4321,14 @@ static int l2c__probe_input_grad(l2c_attack *a, const float *data, int n, const 
     return L2C_OK;
 }
 
+/* Whether the current trial's victim trains by Adam (victim_optimizer; L2C_VICTIM_ALTERNATE: the
+   even trials, counting from 1). */
+static int l2c__victim_on_adam(const l2c_attack *a)
+{
+    return a->cfg.victim_optimizer == L2C_VICTIM_ADAM ||
+           (a->cfg.victim_optimizer == L2C_VICTIM_ALTERNATE && a->trials_done % 2 == 1);
+}
+
 /* The Adam victim's look-ahead into a->probe: theta' = theta - lr m'/(sqrt(v') + eps), bias-corrected,
    the step l2c_adam_step will take; and the step's derivative in each gradient coordinate into
    a->adam_jacobian (Adam treats every coordinate alone, so its Jacobian is diagonal). */
@@ -4360,7 +4366,7 @@ static int l2c__look_ahead(l2c_attack *a, const float *view, int n, uint64_t dra
     if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
     if (in) l2c__deaugment(a, in->grad, a->victim_xgrad, n, draw);
     memcpy(p->buffers, v->buffers, v->nbuffers * sizeof(float));
-    if (a->victim_on_adam)
+    if (l2c__victim_on_adam(a))
         l2c__adam_look_ahead(a);
     else if (vel)
         for (i = 0; i < p->nparams; i++) p->params[i] = v->params[i] - alpha * (mu * vel[i] + v->grads[i]);
@@ -4410,7 +4416,7 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     l2c_model_zero_grad(p);
     if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
     *clean_loss = loss->data[0];
-    if (a->victim_on_adam) {
+    if (l2c__victim_on_adam(a)) {
         for (i = 0; i < p->nparams; i++) dir[i] *= a->adam_jacobian[i];
         factor = 1.0f;
     }
@@ -4444,7 +4450,7 @@ static float l2c__victim_step(l2c_attack *a, int n)
     if (l2c_backward(a->vic_tape, loss)) return (float)NAN;
     value = loss->data[0];
     if (!isfinite(value)) return value;
-    if (a->victim_on_adam) l2c_adam_step(&a->victim_adam, a->victim);
+    if (l2c__victim_on_adam(a)) l2c_adam_step(&a->victim_adam, a->victim);
     else l2c_sgd_step(&a->sgd, a->victim);
     return value;
 }
@@ -4591,13 +4597,11 @@ L2C_API int l2c_attack_add_victim(l2c_attack *a, const l2c_model *classifier)
 }
 
 /* A fresh imaginary victim: new weights from the seed, no velocity (victim_momentum), a new Adam
-   (victim_optimizer; L2C_VICTIM_ALTERNATE gives Adam to the victims of even trials). */
+   state (victim_optimizer). */
 static void l2c__fresh_victim(l2c_attack *a, l2c_model *v)
 {
     l2c_model_init(v, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
     if (a->sgd.velocity) memset(a->sgd.velocity, 0, a->sgd.n * sizeof(float));
-    a->victim_on_adam = a->cfg.victim_optimizer == L2C_VICTIM_ADAM ||
-                        (a->cfg.victim_optimizer == L2C_VICTIM_ALTERNATE && a->trials_done % 2 == 1);
     if (a->victim_adam.m) {
         memset(a->victim_adam.m, 0, a->victim_adam.n * sizeof(float));
         memset(a->victim_adam.v, 0, a->victim_adam.n * sizeof(float));
