@@ -502,6 +502,12 @@ typedef struct l2c_attack_config {
                               0, victim_momentum 0, the look-ahead objective and no added victim
                               architectures                                   default L2C_VICTIM_SGD */
     float victim_adam_lr;  /* the Adam victim's learning rate (also its look-ahead step)   default 1e-3 */
+    int clamp_inward;      /* the generator's gradient through the poison's clamp to [0, 1]: 0, the
+                              exact derivative, which is zero at every clamped pixel, so a pixel the
+                              generator pushed out of range (a background pixel below 0, say) no
+                              longer learns; 1, a straight-through estimate that also passes a
+                              clamped pixel's gradient when the generator's step would move it back
+                              into range (warm-up and trials)                          default 0 */
     uint64_t seed;         /* victim initialisation and batch order                default 1 */
     /* Called after every step (may be NULL); a non-zero return stops the attack after that step. */
     int (*progress)(const l2c_attack_progress *p, void *user);
@@ -4140,6 +4146,7 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
         (cfg->victim_momentum > 0.0f && (cfg->victims != 1 || cfg->victim_lifetime != 0)))
         return l2c__fail(L2C_EINVAL, "attack: victim_momentum %g must be in [0, 1), and needs victims = 1 (%d) and victim_lifetime 0 (%d)",
                          cfg->victim_momentum, cfg->victims, cfg->victim_lifetime);
+    if (cfg->clamp_inward != 0 && cfg->clamp_inward != 1) return l2c__fail(L2C_EINVAL, "attack: clamp_inward %d is not 0 or 1", cfg->clamp_inward);
     if (cfg->victim_optimizer != L2C_VICTIM_SGD && cfg->victim_optimizer != L2C_VICTIM_ADAM && cfg->victim_optimizer != L2C_VICTIM_ALTERNATE)
         return l2c__fail(L2C_EINVAL, "attack: victim_optimizer %d is not L2C_VICTIM_SGD, L2C_VICTIM_ADAM or L2C_VICTIM_ALTERNATE", cfg->victim_optimizer);
     if (cfg->victim_optimizer != L2C_VICTIM_SGD &&
@@ -4283,14 +4290,36 @@ static void l2c__deaugment(const l2c_attack *a, const float *g, float *out, int 
     }
 }
 
-/* clamp(x + eps * g(x), 0, 1) recorded on `t`; x gets no gradient. */
-static l2c_tensor *l2c__poisoned(l2c_tape *t, l2c_model *g, const float *x, int n, float eps, int mode)
+/* clamp(x + eps * g(x), 0, 1) recorded on `t`; x gets no gradient. The unclamped sum goes to
+   *unclamped when that is not NULL (for l2c__backward_poison). */
+static l2c_tensor *l2c__poisoned(l2c_tape *t, l2c_model *g, const float *x, int n, float eps, int mode,
+                                 l2c_tensor **unclamped)
 {
     l2c_tensor *in = l2c_tape_input(t, n, g->in_c, g->in_h, g->in_w, x, 0);
     l2c_tensor *noise = in ? l2c_model_forward(t, g, in, mode) : NULL;
     l2c_tensor *scaled = noise ? l2c_scale(t, noise, eps) : NULL;
     l2c_tensor *sum = scaled ? l2c_add(t, in, scaled) : NULL;
+    if (unclamped) *unclamped = sum;
     return sum ? l2c_clamp(t, sum, 0.0f, 1.0f) : NULL;
+}
+
+/* Zeroes the seed (d objective / d poison, which the generator descends) at the clamped pixels
+   whose descent step would push them further out of [0, 1]; the others pass (cfg.clamp_inward). */
+static void l2c__keep_inward(const float *unclamped, float *seed, size_t size)
+{
+    size_t i;
+    for (i = 0; i < size; i++)
+        if ((unclamped[i] < 0.0f && seed[i] > 0.0f) || (unclamped[i] > 1.0f && seed[i] < 0.0f)) seed[i] = 0.0f;
+}
+
+/* Back-propagates seed from the poison xp into the generator's gradients: through the clamp's
+   exact derivative, or (cfg.clamp_inward) from the unclamped sum with the inward part of seed,
+   which is then overwritten. */
+static int l2c__backward_poison(const l2c_attack *a, l2c_tensor *xp, l2c_tensor *unclamped, float *seed)
+{
+    if (!a->cfg.clamp_inward) return l2c_backward_from(a->gen_tape, xp, seed);
+    l2c__keep_inward(unclamped->data, seed, l2c_tensor_size(unclamped));
+    return l2c_backward_from(a->gen_tape, unclamped, seed);
 }
 
 /* Victim loss on data (n samples) against labels mapped by map (or NULL), with `grad_x` asking
@@ -4442,7 +4471,7 @@ static float l2c__victim_step(l2c_attack *a, int n)
     l2c_tensor *xp, *loss;
     float value;
     l2c_tape_reset(a->gen_tape);
-    xp = l2c__poisoned(a->gen_tape, a->frozen, a->x, n, a->cfg.eps, L2C_EVAL);
+    xp = l2c__poisoned(a->gen_tape, a->frozen, a->x, n, a->cfg.eps, L2C_EVAL, NULL);
     loss = xp ? l2c__victim_loss(a, a->victim, l2c__augment(a, xp->data, n, L2C__DRAW_VICTIM + (uint64_t)a->steps_done), n, NULL,
                                  L2C_TRAIN, NULL, 1) : NULL;
     if (!loss) return (float)NAN;
@@ -4721,11 +4750,11 @@ static void l2c__add_relative(float *seed, const float *g, size_t size, float we
 static int l2c__generator_grad(l2c_attack *a, int n, float *clean_loss)
 {
     size_t size = (size_t)n * a->train->c * a->train->h * a->train->w;
-    l2c_tensor *xp;
+    l2c_tensor *xp, *unclamped;
     double hyper2;
     float loss;
     l2c_tape_reset(a->gen_tape);
-    xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN);
+    xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN, &unclamped);
     if (!xp || l2c__hypergrad(a, xp->data, n, clean_loss)) return L2C_EINVAL;
     hyper2 = l2c__norm2(a->seed_grad, size);
     if (a->cfg.anchor > 0.0f) {
@@ -4734,7 +4763,7 @@ static int l2c__generator_grad(l2c_attack *a, int n, float *clean_loss)
     }
     if (a->cfg.shortcut > 0.0f) l2c__add_relative(a->seed_grad, a->victim_xgrad, size, a->cfg.shortcut, hyper2);
     l2c_model_zero_grad(a->trainable);
-    return l2c_backward_from(a->gen_tape, xp, a->seed_grad) ? L2C_EINVAL : L2C_OK;
+    return l2c__backward_poison(a, xp, unclamped, a->seed_grad) ? L2C_EINVAL : L2C_OK;
 }
 
 static int l2c__attack_step(l2c_attack *a, int n, float *victim_loss, float *clean_loss)
@@ -4808,12 +4837,12 @@ static float l2c__scheduled_lr(const l2c_attack *a, long done, long total)
 static int l2c__warmup_step(l2c_attack *a, l2c_adam *adam, int step, float *loss_out)
 {
     int n = l2c__next_batch(a);
-    l2c_tensor *xp;
+    l2c_tensor *xp, *unclamped;
     l2c_tape_reset(a->gen_tape);
-    xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN);
+    xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN, &unclamped);
     if (!xp || l2c__reference_grad(a, xp->data, n, (uint64_t)step, loss_out)) return L2C_EINVAL;
     l2c_model_zero_grad(a->trainable);
-    if (l2c_backward_from(a->gen_tape, xp, a->ref_grad)) return L2C_EINVAL;
+    if (l2c__backward_poison(a, xp, unclamped, a->ref_grad)) return L2C_EINVAL;
     l2c_adam_step(adam, a->trainable);
     return L2C_OK;
 }
@@ -5038,7 +5067,7 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
         for (j = 0; j < n; j++) idx[j] = i + j;
         l2c_dataset_gather(clean, idx, n, x, NULL);
         l2c_tape_reset(t);
-        xp = l2c__poisoned(t, g, x, n, eps, L2C_EVAL);
+        xp = l2c__poisoned(t, g, x, n, eps, L2C_EVAL, NULL);
         if (!xp) { rc = L2C_EINVAL; break; }
         for (k = 0; k < (size_t)n * per; k++)
             out->images[(size_t)i * per + k] = l2c__quantise(xp->data[k], clean->images[(size_t)i * per + k], budget);

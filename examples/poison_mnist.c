@@ -7,7 +7,7 @@
                        [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
                        [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]
-                       [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR]
+                       [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR] [--clamp-inward]
 
    --targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10
    (K in 1..9; implies --targeted);
@@ -24,6 +24,8 @@
    --victim-momentum: momentum of the imaginary victim's SGD (0: the paper's plain SGD);
    --victim-optimizer: how the trials' imaginary victim trains (sgd: the paper's; adam: Adam at
    --victim-adam-lr, default 1e-3, as many defenders train; alternate: SGD and Adam trial by trial);
+   --clamp-inward: the generator learns through the clamp to [0, 1] also at clamped pixels whose
+   step would bring them back into range (a straight-through estimate; default: the exact derivative);
    --objective: what the trials optimise (lookahead: the paper's look-ahead loss; align: the
    cosine between the victim's poisoned-batch gradient and the clean-loss gradient);
    --shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);
@@ -182,6 +184,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--anchor")) { cfg.anchor = (float)atof(arg_value(argc, argv, &i)); anchor_given = 1; }
         else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
         else if (!strcmp(a, "--label-shift")) { label_shift = atoi(arg_value(argc, argv, &i)); cfg.targeted = 1; }
+        else if (!strcmp(a, "--clamp-inward")) cfg.clamp_inward = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;
         else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }
     }

@@ -360,6 +360,8 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(victim_momentum, (float)NAN);
     TA_REFUSED(victim_optimizer, 3);
     TA_REFUSED(victim_optimizer, -1);
+    TA_REFUSED(clamp_inward, 2);
+    TA_REFUSED(clamp_inward, -1);
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.victim_optimizer = L2C_VICTIM_ADAM;
     cfg.victim_adam_lr = 0.0f;
@@ -608,6 +610,50 @@ static int ta_setup(ta_fixture *f)
 static void ta_teardown(ta_fixture *f)
 {
     l2c_model_free(f->g); l2c_model_free(f->v); l2c_dataset_free(&f->d);
+}
+
+/* The generator gradient (hypergradient only) for the batch x of the fixture, into out. */
+static int ta_clamp_grad(ta_fixture *f, const float *x, int clamp_inward, float *out)
+{
+    l2c_attack *a;
+    int rc;
+    f->cfg.anchor = 0.0f; f->cfg.clamp_inward = clamp_inward;
+    a = l2c_attack_new(&f->cfg, f->g, f->v, &f->d);
+    rc = !a || l2c_attack_generator_grad(a, x, f->d.labels, 4, NULL);
+    if (!rc) memcpy(out, l2c_attack_trainable(a)->grads, f->g->nparams * sizeof(float));
+    l2c_attack_free(a);
+    return rc;
+}
+
+/* clamp_inward passes a clamped pixel's gradient only when descent moves it back into range. */
+static void test_clamp_inward_keeps_only_inward_gradients(void)
+{
+    const float unclamped[6] = { -0.2f, -0.2f, 0.5f, 0.5f, 1.3f, 1.3f };
+    float seed[6] = { 1.0f, -1.0f, 1.0f, -1.0f, -1.0f, 1.0f };
+    const float want[6] = { 0.0f, -1.0f, 1.0f, -1.0f, 0.0f, 1.0f };
+    int i;
+    l2c__keep_inward(unclamped, seed, 6);
+    for (i = 0; i < 6; i++) CHECK(seed[i] == want[i], "pixel %d: %g, want %g", i, seed[i], want[i]);
+}
+
+/* Nothing clamped (pixels in [0.3, 0.7], eps 0.3): clamp_inward gives the exact gradient, bit for bit.
+   Black images under a generator that paints below 0 everywhere: the exact gradient is zero (no pixel
+   can learn), clamp_inward's is not. */
+static void test_clamp_inward_revives_clamped_pixels(void)
+{
+    ta_fixture f;
+    float exact[256], inward[256], black[TA_N * TA_SIDE * TA_SIDE] = { 0 };
+    double n_exact = 0.0, n_inward = 0.0;
+    size_t i;
+    REQUIRE(ta_setup(&f) && f.g->nparams <= 256, "setup failed");
+    REQUIRE(ta_clamp_grad(&f, f.x, 0, exact) == 0 && ta_clamp_grad(&f, f.x, 1, inward) == 0, "generator grad failed: %s", l2c_error());
+    CHECK(memcmp(exact, inward, f.g->nparams * sizeof(float)) == 0, "clamp_inward changed a gradient with nothing clamped");
+    f.g->params[f.g->nparams - 1] = -5.0f;   /* the last convolution's bias: tanh near -1, every pixel below 0 */
+    REQUIRE(ta_clamp_grad(&f, black, 0, exact) == 0 && ta_clamp_grad(&f, black, 1, inward) == 0, "generator grad failed: %s", l2c_error());
+    for (i = 0; i < f.g->nparams; i++) n_exact += (double)exact[i] * exact[i], n_inward += (double)inward[i] * inward[i];
+    CHECK(n_exact == 0.0, "the exact derivative reached a clamped pixel (|grad|^2 %g)", n_exact);
+    CHECK(n_inward > 0.0, "clamp_inward passed no gradient to the clamped pixels");
+    ta_teardown(&f);
 }
 
 /* L2C_LR_COSINE: gen_lr at the start of a phase, half of it midway, 0 at the end, never rising;
@@ -977,6 +1023,8 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_hypergradient_matches_unrolled_objective_adam_victim_targeted),
     L2CT(test_attack_checkpoint_resumes_alternating_victim_optimizers),
     L2CT(test_adam_victim_trains_by_adam),
+    L2CT(test_clamp_inward_keeps_only_inward_gradients),
+    L2CT(test_clamp_inward_revives_clamped_pixels),
     L2CT(test_alignment_gradient_matches_cosine),
     L2CT(test_alignment_gradient_matches_cosine_targeted),
     L2CT(test_poison_stays_within_eps),
