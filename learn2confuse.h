@@ -35,6 +35,8 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.8.0  attack knob clamp_inward (a straight-through gradient at clamped poison pixels), with
+              tests; the defaults are unchanged (README: the v0.8.0 study)
        0.7.0  attack knob victim_optimizer (an Adam-trained imaginary victim, or SGD and Adam trial by
               trial; the hypergradient goes through Adam's step exactly), with finite-difference
               tests; the defaults are unchanged (README: the v0.7.0 study)
@@ -69,9 +71,9 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 7
+#define L2C_VERSION_MINOR 8
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.7.0"
+#define L2C_VERSION "0.8.0"
 
 #include <stddef.h>
 #include <stdint.h>
