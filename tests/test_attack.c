@@ -612,17 +612,24 @@ static void ta_teardown(ta_fixture *f)
     l2c_model_free(f->g); l2c_model_free(f->v); l2c_dataset_free(&f->d);
 }
 
-/* The generator gradient (hypergradient only) for the batch x of the fixture, into out. */
+/* The generator gradient of an attack with the fixture's settings for the first four samples of x,
+   into out; the linear classifier joins the reference ensemble when with_linear. */
+static int ta_batch_grad(ta_fixture *f, const float *x, int with_linear, float *out)
+{
+    l2c_model *lin = ta_linear();
+    l2c_attack *a = l2c_attack_new(&f->cfg, f->g, f->v, &f->d);
+    int rc = !a || !lin || (with_linear && l2c_attack_add_reference(a, lin)) ||
+             l2c_attack_generator_grad(a, x, f->d.labels, 4, NULL);
+    if (!rc) memcpy(out, l2c_attack_trainable(a)->grads, f->g->nparams * sizeof(float));
+    l2c_attack_free(a); l2c_model_free(lin);
+    return rc;
+}
+
+/* The generator gradient (hypergradient only, no anchor) for the batch x, into out. */
 static int ta_clamp_grad(ta_fixture *f, const float *x, int clamp_inward, float *out)
 {
-    l2c_attack *a;
-    int rc;
     f->cfg.anchor = 0.0f; f->cfg.clamp_inward = clamp_inward;
-    a = l2c_attack_new(&f->cfg, f->g, f->v, &f->d);
-    rc = !a || l2c_attack_generator_grad(a, x, f->d.labels, 4, NULL);
-    if (!rc) memcpy(out, l2c_attack_trainable(a)->grads, f->g->nparams * sizeof(float));
-    l2c_attack_free(a);
-    return rc;
+    return ta_batch_grad(f, x, 0, out);
 }
 
 /* clamp_inward passes a clamped pixel's gradient only when descent moves it back into range. */
@@ -781,16 +788,8 @@ static void test_add_reference_refuses_bad_classifiers(void)
    ensemble is the victim's architecture, plus the linear classifier when with_linear. */
 static int ta_anchored_grad(ta_fixture *f, float anchor, int with_linear, float *out)
 {
-    l2c_model *lin = ta_linear();
-    l2c_attack *a;
-    int rc;
     f->cfg.anchor = anchor;
-    a = l2c_attack_new(&f->cfg, f->g, f->v, &f->d);
-    rc = !a || !lin || (with_linear && l2c_attack_add_reference(a, lin)) ||
-         l2c_attack_generator_grad(a, f->x, f->d.labels, 4, NULL);
-    if (!rc) memcpy(out, l2c_attack_trainable(a)->grads, f->g->nparams * sizeof(float));
-    l2c_attack_free(a); l2c_model_free(lin);
-    return rc;
+    return ta_batch_grad(f, f->x, with_linear, out);
 }
 
 /* The anchor adds a fixed multiple of the warm-up gradient: G(a) = G(0) + a * (G(1) - G(0)). */
