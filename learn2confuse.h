@@ -219,6 +219,12 @@ L2C_API l2c_tensor *l2c_clamp(l2c_tape *t, l2c_tensor *x, float lo, float hi);
    1x1x1x1 tensor. */
 L2C_API l2c_tensor *l2c_softmax_xent(l2c_tape *t, l2c_tensor *logits, const uint8_t *labels,
                                      const int *label_map);
+/* Mean over the batch of -log(1 - p_t), p = softmax(logits), t the label (mapped as above): the
+   loss of *not* predicting t, which an attacker lowers to make t improbable. Lowering it pushes
+   z_t down with force p_t, which fades once a sample is wrong, where raising the cross-entropy
+   keeps pushing samples that are already wrong just as hard. Needs K >= 2. Returns 1x1x1x1. */
+L2C_API l2c_tensor *l2c_softmax_complement(l2c_tape *t, l2c_tensor *logits, const uint8_t *labels,
+                                           const int *label_map);
 
 /* ================================================================================================
    5. MODELS
@@ -435,6 +441,8 @@ enum { L2C_LR_CONSTANT = 0, L2C_LR_COSINE = 1 };
 enum { L2C_OBJ_LOOKAHEAD = 0, L2C_OBJ_ALIGN = 1 };
 /* l2c_attack_config.victim_optimizer: how the trials' imaginary victim trains. */
 enum { L2C_VICTIM_SGD = 0, L2C_VICTIM_ADAM = 1, L2C_VICTIM_ALTERNATE = 2 };
+/* l2c_attack_config.untargeted_loss: which clean loss the non-targeted trials work on. */
+enum { L2C_UNTARGETED_XENT = 0, L2C_UNTARGETED_COMPLEMENT = 1 };
 
 typedef struct l2c_attack_progress {
     int trial, trials;        /* 1-based trial (0: the warm-up), total */
@@ -510,6 +518,11 @@ typedef struct l2c_attack_config {
                               longer learns; 1, a straight-through estimate that also passes a
                               clamped pixel's gradient when the generator's step would move it back
                               into range (warm-up and trials)                          default 0 */
+    int untargeted_loss;   /* non-targeted trials: L2C_UNTARGETED_XENT raises the look-ahead victim's
+                              clean cross-entropy (the paper); L2C_UNTARGETED_COMPLEMENT lowers its
+                              -log(1 - p_y) (l2c_softmax_complement), whose pull fades on images the
+                              victim already gets wrong and so falls on those it still gets right.
+                              Needs the look-ahead objective        default L2C_UNTARGETED_XENT */
     uint64_t seed;         /* victim initialisation and batch order                default 1 */
     /* Called after every step (may be NULL); a non-zero return stops the attack after that step. */
     int (*progress)(const l2c_attack_progress *p, void *user);
@@ -2979,58 +2992,85 @@ static l2c_tensor *l2c__pool(l2c_tape *t, l2c_tensor *x, int k, int s, int is_ma
 L2C_API l2c_tensor *l2c_maxpool(l2c_tape *t, l2c_tensor *x, int k, int stride) { return l2c__pool(t, x, k, stride, 1); }
 L2C_API l2c_tensor *l2c_avgpool(l2c_tape *t, l2c_tensor *x, int k, int stride) { return l2c__pool(t, x, k, stride, 0); }
 
-/* -- softmax cross-entropy */
+/* -- softmax cross-entropy and its complement */
 
-static void l2c__xent_backward(l2c__node *nd)
+/* Both losses save d loss_i / d z_i per sample at the forward pass; the backward scales by 1/n. */
+static void l2c__softmax_loss_backward(l2c__node *nd)
 {
     l2c_tensor *z = nd->in[0];
-    const float *prob = (const float *)nd->save[0];
-    const int *target = (const int *)nd->save[1];
-    int n = z->n, k = (int)l2c__sample(z), i, j;
-    float g = nd->out->grad[0] / (float)n;
+    const float *dz = (const float *)nd->save[0];
+    size_t i, size = l2c_tensor_size(z);
+    float g = nd->out->grad[0] / (float)z->n;
     if (!z->grad) return;
+    for (i = 0; i < size; i++) z->grad[i] += g * dz[i];
+}
+
+/* The largest of the k logits but index `skip` (-1: none), and the sum of exp(z_j - that max). */
+static double l2c__exp_sum(const float *z, int k, int skip, double *zmax)
+{
+    double m = -HUGE_VAL, sum = 0.0;
+    int j;
+    for (j = 0; j < k; j++) if (j != skip && z[j] > m) m = z[j];
+    for (j = 0; j < k; j++) if (j != skip) sum += exp((double)z[j] - m);
+    *zmax = m;
+    return sum;
+}
+
+/* One sample's loss and d loss / d z (into dz): cross-entropy -log p_t, or with complement
+   -log(1 - p_t) = LSE(z) - LSE_{j != t}(z), whose derivative is p_j - q_j, q the softmax over j != t. */
+static double l2c__softmax_sample_loss(const float *z, int k, int t, int complement, float *dz)
+{
+    double zmax, sum = l2c__exp_sum(z, k, -1, &zmax), rmax = 0.0, rsum = complement ? l2c__exp_sum(z, k, t, &rmax) : 1.0;
+    int j;
+    for (j = 0; j < k; j++) {
+        float p = (float)(exp((double)z[j] - zmax) / sum);
+        if (complement) dz[j] = j == t ? p : p - (float)(exp((double)z[j] - rmax) / rsum);
+        else dz[j] = p - (j == t ? 1.0f : 0.0f);
+    }
+    return complement ? log(sum) + zmax - (log(rsum) + rmax) : log(sum) + zmax - z[t];
+}
+
+static l2c_tensor *l2c__softmax_loss(const char *name, l2c_tape *t, l2c_tensor *logits, const uint8_t *labels,
+                                     const int *label_map, int complement)
+{
+    l2c__node *nd;
+    int n, k, i;
+    float *dz;
+    double loss = 0.0;
+    if (l2c__check_inputs(name, t, logits) || !labels) { (void)l2c__fail(L2C_EINVAL, "%s: NULL argument", name); return NULL; }
+    n = logits->n;
+    k = (int)l2c__sample(logits);
+    if (complement && k < 2) { (void)l2c__fail(L2C_EINVAL, "%s: needs at least 2 classes, got %d", name, k); return NULL; }
+    for (i = 0; i < n; i++) {
+        int y = labels[i];
+        if (y >= k || (label_map && (label_map[y] < 0 || label_map[y] >= k))) {
+            (void)l2c__fail(L2C_EINVAL, "%s: label %d of sample %d (mapped: %d) is outside the %d classes",
+                            name, y, i, label_map && y < k ? label_map[y] : y, k);
+            return NULL;
+        }
+    }
+    nd = l2c__record(t, l2c__softmax_loss_backward, logits, NULL, NULL, 1, 1, 1, 1);
+    if (!nd) return NULL;
+    dz = l2c__alloc_floats(t, (size_t)n * k);
+    if (!dz) return NULL;
     for (i = 0; i < n; i++)
-        for (j = 0; j < k; j++)
-            z->grad[(size_t)i * k + j] += g * (prob[(size_t)i * k + j] - (j == target[i] ? 1.0f : 0.0f));
+        loss += l2c__softmax_sample_loss(logits->data + (size_t)i * k, k, label_map ? label_map[labels[i]] : labels[i],
+                                         complement, dz + (size_t)i * k);
+    nd->out->data[0] = (float)(loss / n);
+    nd->save[0] = dz;
+    return nd->out;
 }
 
 L2C_API l2c_tensor *l2c_softmax_xent(l2c_tape *t, l2c_tensor *logits, const uint8_t *labels,
                                      const int *label_map)
 {
-    l2c__node *nd;
-    int n, k, i, j, *target;
-    float *prob;
-    double loss = 0.0;
-    if (l2c__check_inputs("l2c_softmax_xent", t, logits) || !labels) { (void)l2c__fail(L2C_EINVAL, "l2c_softmax_xent: NULL argument"); return NULL; }
-    n = logits->n;
-    k = (int)l2c__sample(logits);
-    for (i = 0; i < n; i++) {
-        int y = labels[i];
-        if (y >= k || (label_map && (label_map[y] < 0 || label_map[y] >= k))) {
-            (void)l2c__fail(L2C_EINVAL, "l2c_softmax_xent: label %d of sample %d (mapped: %d) is outside the %d classes",
-                            y, i, label_map && y < k ? label_map[y] : y, k);
-            return NULL;
-        }
-    }
-    nd = l2c__record(t, l2c__xent_backward, logits, NULL, NULL, 1, 1, 1, 1);
-    if (!nd) return NULL;
-    prob = l2c__alloc_floats(t, (size_t)n * k);
-    target = (int *)l2c__alloc(t, (size_t)n * sizeof(int));
-    if (!prob || !target) return NULL;
-    for (i = 0; i < n; i++) {
-        const float *z = logits->data + (size_t)i * k;
-        float *p = prob + (size_t)i * k;
-        double zmax = z[0], sum = 0.0;
-        for (j = 1; j < k; j++) if (z[j] > zmax) zmax = z[j];
-        for (j = 0; j < k; j++) sum += exp((double)z[j] - zmax);
-        for (j = 0; j < k; j++) p[j] = (float)(exp((double)z[j] - zmax) / sum);
-        target[i] = label_map ? label_map[labels[i]] : labels[i];
-        loss += log(sum) + zmax - z[target[i]];
-    }
-    nd->out->data[0] = (float)(loss / n);
-    nd->save[0] = prob;
-    nd->save[1] = target;
-    return nd->out;
+    return l2c__softmax_loss("l2c_softmax_xent", t, logits, labels, label_map, 0);
+}
+
+L2C_API l2c_tensor *l2c_softmax_complement(l2c_tape *t, l2c_tensor *logits, const uint8_t *labels,
+                                           const int *label_map)
+{
+    return l2c__softmax_loss("l2c_softmax_complement", t, logits, labels, label_map, 1);
 }
 
 
@@ -4149,6 +4189,10 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
         return l2c__fail(L2C_EINVAL, "attack: victim_momentum %g must be in [0, 1), and needs victims = 1 (%d) and victim_lifetime 0 (%d)",
                          cfg->victim_momentum, cfg->victims, cfg->victim_lifetime);
     if (cfg->clamp_inward != 0 && cfg->clamp_inward != 1) return l2c__fail(L2C_EINVAL, "attack: clamp_inward %d is not 0 or 1", cfg->clamp_inward);
+    if (cfg->untargeted_loss != L2C_UNTARGETED_XENT && cfg->untargeted_loss != L2C_UNTARGETED_COMPLEMENT)
+        return l2c__fail(L2C_EINVAL, "attack: untargeted_loss %d is not L2C_UNTARGETED_XENT or L2C_UNTARGETED_COMPLEMENT", cfg->untargeted_loss);
+    if (cfg->untargeted_loss == L2C_UNTARGETED_COMPLEMENT && (cfg->targeted || cfg->objective != L2C_OBJ_LOOKAHEAD))
+        return l2c__fail(L2C_EINVAL, "attack: untargeted_loss L2C_UNTARGETED_COMPLEMENT is for the non-targeted look-ahead objective");
     if (cfg->victim_optimizer != L2C_VICTIM_SGD && cfg->victim_optimizer != L2C_VICTIM_ADAM && cfg->victim_optimizer != L2C_VICTIM_ALTERNATE)
         return l2c__fail(L2C_EINVAL, "attack: victim_optimizer %d is not L2C_VICTIM_SGD, L2C_VICTIM_ADAM or L2C_VICTIM_ALTERNATE", cfg->victim_optimizer);
     if (cfg->victim_optimizer != L2C_VICTIM_SGD &&
@@ -4324,19 +4368,38 @@ static int l2c__backward_poison(const l2c_attack *a, l2c_tensor *xp, l2c_tensor 
     return l2c_backward_from(a->gen_tape, unclamped, seed);
 }
 
-/* Victim loss on data (n samples) against labels mapped by map (or NULL), with `grad_x` asking
-   for the input gradient. Resets and reuses the victim tape. Returns the loss tensor. */
-static l2c_tensor *l2c__victim_loss(l2c_attack *a, l2c_model *v, const float *data, int n, const int *map,
-                                    int mode, l2c_tensor **input, int param_grads)
+/* The victim's logits on data (n samples); a non-NULL `input` receives the input tensor, which then
+   takes a gradient. Resets and reuses the victim tape. */
+static l2c_tensor *l2c__victim_logits(l2c_attack *a, l2c_model *v, const float *data, int n, int mode,
+                                      l2c_tensor **input, int param_grads)
 {
     l2c_model *g = a->frozen;
-    l2c_tensor *in, *logits;
+    l2c_tensor *in;
     l2c_tape_reset(a->vic_tape);
     l2c_tape_param_grads(a->vic_tape, param_grads);
     in = l2c_tape_input(a->vic_tape, n, g->in_c, g->in_h, g->in_w, data, input != NULL);
     if (input) *input = in;
-    logits = in ? l2c_model_forward(a->vic_tape, v, in, mode) : NULL;
+    return in ? l2c_model_forward(a->vic_tape, v, in, mode) : NULL;
+}
+
+/* The victim's loss on data against the batch's labels mapped by map (or NULL). */
+static l2c_tensor *l2c__victim_loss(l2c_attack *a, l2c_model *v, const float *data, int n, const int *map,
+                                    int mode, l2c_tensor **input, int param_grads)
+{
+    l2c_tensor *logits = l2c__victim_logits(a, v, data, n, mode, input, param_grads);
     return logits ? l2c_softmax_xent(a->vic_tape, logits, a->y, map) : NULL;
+}
+
+/* The look-ahead victim's loss on the clean batch, which the trials' objective raises or lowers:
+   the cross-entropy (targeted: against eta), or its complement (cfg.untargeted_loss). */
+static l2c_tensor *l2c__clean_loss(l2c_attack *a, int n)
+{
+    const int *map = a->cfg.targeted ? a->cfg.label_map : NULL;
+    l2c_tensor *logits;
+    if (a->cfg.untargeted_loss != L2C_UNTARGETED_COMPLEMENT)
+        return l2c__victim_loss(a, a->probe, a->x, n, map, L2C_TRAIN_FROZEN_STATS, NULL, 1);
+    logits = l2c__victim_logits(a, a->probe, a->x, n, L2C_TRAIN_FROZEN_STATS, NULL, 1);
+    return logits ? l2c_softmax_complement(a->vic_tape, logits, a->y, NULL) : NULL;
 }
 
 /* Input gradient of the victim's loss on data at parameters theta + r * v, into out. */
@@ -4425,7 +4488,8 @@ static float l2c__align_direction(const l2c_attack *a, float *dir, double *norm)
 }
 
 /* The hypergradient of the generator objective with respect to x' (into a->seed_grad):
-   +alpha*u to raise the clean loss (non-targeted), -alpha*u to lower the eta loss (targeted),
+   +alpha*u to raise the clean loss (non-targeted), -alpha*u to lower the eta loss (targeted) or
+   the complement loss (untargeted_loss),
    with u = [grad_x' L(theta + r v, x') - grad_x' L(theta - r v, x')] / 2r. With cfg.victim_shift
    the victim sees the translated view of x' throughout, and u goes back through the translation.
    L2C_OBJ_ALIGN takes the difference along d instead (l2c__align_direction) and scales it to the
@@ -4434,7 +4498,6 @@ static float l2c__align_direction(const l2c_attack *a, float *dir, double *norm)
 static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_loss)
 {
     l2c_model *p = a->probe;
-    const int *map = a->cfg.targeted ? a->cfg.label_map : NULL;
     l2c_tensor *loss;
     size_t i, size = (size_t)n * p->in_c * p->in_h * p->in_w;
     double norm = 0.0;
@@ -4443,7 +4506,7 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     const float *view = l2c__augment(a, xp, n, draw);
     if (l2c__look_ahead(a, view, n, draw)) return L2C_EINVAL;
     /* v = grad_theta' of the look-ahead victim's loss on the clean batch */
-    loss = l2c__victim_loss(a, p, a->x, n, map, L2C_TRAIN_FROZEN_STATS, NULL, 1);
+    loss = l2c__clean_loss(a, n);
     l2c_model_zero_grad(p);
     if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
     *clean_loss = loss->data[0];
@@ -4461,7 +4524,7 @@ static int l2c__hypergrad(l2c_attack *a, const float *xp, int n, float *clean_lo
     /* probe_input_grad overwrites p->params but reads dir = p->grads, which it does not touch */
     if (l2c__probe_input_grad(a, view, n, dir, r, a->grad_plus) ||
         l2c__probe_input_grad(a, view, n, dir, -r, a->seed_grad)) return L2C_EINVAL;
-    scale = (a->cfg.targeted ? -1.0f : 1.0f) * factor / (2.0f * r);
+    scale = (a->cfg.targeted || a->cfg.untargeted_loss == L2C_UNTARGETED_COMPLEMENT ? -1.0f : 1.0f) * factor / (2.0f * r);
     for (i = 0; i < size; i++) u[i] = scale * (a->grad_plus[i] - a->seed_grad[i]);
     if (a->cfg.victim_shift) l2c__deaugment(a, u, a->seed_grad, n, draw);
     return L2C_OK;

@@ -8,6 +8,7 @@
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
                        [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]
                        [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR] [--clamp-inward]
+                       [--untargeted-loss xent|complement]
 
    --targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10
    (K in 1..9; implies --targeted);
@@ -26,6 +27,8 @@
    --victim-adam-lr, default 1e-3, as many defenders train; alternate: SGD and Adam trial by trial);
    --clamp-inward: the generator learns through the clamp to [0, 1] also at clamped pixels whose
    step would bring them back into range (a straight-through estimate; default: the exact derivative);
+   --untargeted-loss: the clean loss the non-targeted trials work on (xent: raise the cross-entropy,
+   the paper's; complement: lower -log(1 - p_y), which pulls hardest on images still classified right);
    --objective: what the trials optimise (lookahead: the paper's look-ahead loss; align: the
    cosine between the victim's poisoned-batch gradient and the clean-loss gradient);
    --shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);
@@ -168,6 +171,11 @@ int main(int argc, char **argv)
             const char *v = arg_value(argc, argv, &i);
             if (strcmp(v, "lookahead") && strcmp(v, "align")) { fprintf(stderr, "poison_mnist: --objective is lookahead or align\n"); return 2; }
             cfg.objective = strcmp(v, "lookahead") ? L2C_OBJ_ALIGN : L2C_OBJ_LOOKAHEAD;
+        }
+        else if (!strcmp(a, "--untargeted-loss")) {
+            const char *v = arg_value(argc, argv, &i);
+            if (strcmp(v, "xent") && strcmp(v, "complement")) { fprintf(stderr, "poison_mnist: --untargeted-loss is xent or complement\n"); return 2; }
+            cfg.untargeted_loss = strcmp(v, "xent") ? L2C_UNTARGETED_COMPLEMENT : L2C_UNTARGETED_XENT;
         }
         else if (!strcmp(a, "--victim-optimizer")) {
             const char *v = arg_value(argc, argv, &i);

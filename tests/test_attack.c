@@ -49,13 +49,15 @@ static void ta_dataset(l2c_dataset *d, float *x)
 }
 
 /* J(xi') = L(f_theta'(x), target), theta' = theta - alpha grad_theta L(f_theta(x'(xi')), y):
-   the whole unrolled objective, computed directly with the public API. How the look-ahead trains: */
+   the whole unrolled objective, computed directly with the public API (L the cross-entropy, or
+   with `complement` -log(1 - p_y)). How the look-ahead trains, and J's loss: */
 typedef struct ta_look {
     float alpha;
     const int *shifts;   /* or NULL: (dx, dy) per sample, x' translated by them (victim_shift) */
     const float *vel;    /* or NULL: the velocity, a momentum step theta - alpha (mu vel + grad) */
     float mu;
     const l2c_adam *adam;   /* or NULL: the victim's Adam state, the look-ahead is Adam's next step */
+    int complement;         /* J is l2c_softmax_complement on the clean batch */
 } ta_look;
 
 /* How far the look-ahead moves parameter i, given its gradient g. Adam's step is written out here
@@ -94,7 +96,7 @@ static double ta_objective(l2c_model *g, l2c_model *victim, const float *x, cons
     for (i = 0; i < look->nparams; i++) look->params[i] = (float)(look->params[i] - ta_step(lk, i, look->grads[i]));
     l2c_tape_reset(t);
     in = l2c_tape_input(t, TA_N, 1, TA_SIDE, TA_SIDE, x, 0);
-    loss = l2c_softmax_xent(t, l2c_model_forward(t, look, in, L2C_TRAIN_FROZEN_STATS), y, map);
+    loss = (lk->complement ? l2c_softmax_complement : l2c_softmax_xent)(t, l2c_model_forward(t, look, in, L2C_TRAIN_FROZEN_STATS), y, map);
     J = loss->data[0];
     l2c_tape_free(t);
     l2c_model_free(look);
@@ -120,8 +122,9 @@ static void ta_expect_close(const char *what, const float *got, const double *wa
    parameter; the tolerance is on the whole vector (relative error and cosine). With victim_shift the
    objective translates each sample by the draw the attack's first step uses; with momentum the
    victim carries a (random) velocity from earlier steps; with adam the victim trains by Adam and
-   carries a (random) Adam state, three steps old. */
-static void ta_check_hypergradient(int targeted, int victim_shift, float momentum, int adam)
+   carries a (random) Adam state, three steps old; with complement the objective lowers
+   -log(1 - p_y) (untargeted_loss). */
+static void ta_check_hypergradient(int targeted, int victim_shift, float momentum, int adam, int complement)
 {
     l2c_dataset d;
     float x[TA_N * TA_SIDE * TA_SIDE];
@@ -140,6 +143,7 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
     cfg.anchor = 0.0f;   /* the paper's objective alone (the anchor has a test of its own) */
     cfg.victim_shift = victim_shift; cfg.victim_momentum = momentum;
     cfg.victim_optimizer = adam ? L2C_VICTIM_ADAM : L2C_VICTIM_SGD; cfg.victim_adam_lr = 0.2f;
+    cfg.untargeted_loss = complement ? L2C_UNTARGETED_COMPLEMENT : L2C_UNTARGETED_XENT;
     a = l2c_attack_new(&cfg, g, v, &d);
     REQUIRE(a, "attack setup failed: %s", l2c_error());
     REQUIRE((momentum > 0.0f) == (a->sgd.velocity != NULL), "victim_momentum %g: velocity %p", momentum, (void *)a->sgd.velocity);
@@ -165,6 +169,7 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
     REQUIRE(!victim_shift || moved > 1, "only %d of %d samples are translated", moved, TA_N);
     lk.alpha = alpha; lk.shifts = victim_shift ? shifts : NULL; lk.vel = a->sgd.velocity; lk.mu = momentum;
     lk.adam = adam ? &a->victim_adam : NULL;
+    lk.complement = complement;
     l2c_model_copy(l2c_attack_victim(a), v);
     REQUIRE(l2c_attack_generator_grad(a, x, d.labels, TA_N, NULL) == 0, "generator grad failed: %s", l2c_error());
     gt = l2c_attack_trainable(a);
@@ -178,22 +183,24 @@ static void ta_check_hypergradient(int targeted, int victim_shift, float momentu
         g->params[i] = keep - h;
         jm = ta_objective(g, v, x, d.labels, targeted ? cfg.label_map : NULL, cfg.eps, &lk);
         g->params[i] = keep;
-        num[i] = (targeted ? 1.0 : -1.0) * (jp - jm) / (2.0 * h);   /* Adam minimises -J, or +J_eta */
+        num[i] = (targeted || complement ? 1.0 : -1.0) * (jp - jm) / (2.0 * h);   /* Adam minimises -J, or +J_eta, +J_complement */
     }
     ta_expect_close("hypergradient", gt->grads, num, g->nparams);
     free(num);
     l2c_attack_free(a); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
-static void test_hypergradient_matches_unrolled_objective(void) { ta_check_hypergradient(0, 0, 0.0f, 0); }
-static void test_hypergradient_matches_unrolled_objective_targeted(void) { ta_check_hypergradient(1, 0, 0.0f, 0); }
+static void test_hypergradient_matches_unrolled_objective(void) { ta_check_hypergradient(0, 0, 0.0f, 0, 0); }
+static void test_hypergradient_matches_unrolled_objective_targeted(void) { ta_check_hypergradient(1, 0, 0.0f, 0, 0); }
 /* victim_shift: the imaginary victim trains on translated poisons; the gradient goes back through. */
-static void test_hypergradient_matches_unrolled_objective_shifted_victim(void) { ta_check_hypergradient(0, 1, 0.0f, 0); }
+static void test_hypergradient_matches_unrolled_objective_shifted_victim(void) { ta_check_hypergradient(0, 1, 0.0f, 0, 0); }
 /* victim_momentum: the look-ahead is the momentum step from the victim's velocity. */
-static void test_hypergradient_matches_unrolled_objective_momentum_victim(void) { ta_check_hypergradient(0, 0, 0.9f, 0); }
+static void test_hypergradient_matches_unrolled_objective_momentum_victim(void) { ta_check_hypergradient(0, 0, 0.9f, 0, 0); }
 /* victim_optimizer Adam: the look-ahead is Adam's step, its denominator moved by the gradient too. */
-static void test_hypergradient_matches_unrolled_objective_adam_victim(void) { ta_check_hypergradient(0, 0, 0.0f, 1); }
-static void test_hypergradient_matches_unrolled_objective_adam_victim_targeted(void) { ta_check_hypergradient(1, 0, 0.0f, 1); }
+static void test_hypergradient_matches_unrolled_objective_adam_victim(void) { ta_check_hypergradient(0, 0, 0.0f, 1, 0); }
+static void test_hypergradient_matches_unrolled_objective_adam_victim_targeted(void) { ta_check_hypergradient(1, 0, 0.0f, 1, 0); }
+/* untargeted_loss complement: J is -log(1 - p_y) on the clean batch, lowered. */
+static void test_hypergradient_matches_unrolled_objective_complement(void) { ta_check_hypergradient(0, 0, 0.0f, 0, 1); }
 
 /* grad_theta L(f_victim(x or its poison by g), labels mapped by map) into out (victim->nparams). */
 static void ta_param_grad(l2c_model *g, l2c_model *victim, const float *x, const uint8_t *y, const int *map,
@@ -362,6 +369,13 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(victim_optimizer, -1);
     TA_REFUSED(clamp_inward, 2);
     TA_REFUSED(clamp_inward, -1);
+    TA_REFUSED(untargeted_loss, 2);
+    TA_REFUSED(untargeted_loss, -1);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4; cfg.untargeted_loss = L2C_UNTARGETED_COMPLEMENT; cfg.targeted = 1;
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "untargeted_loss"), "complement, targeted: %s", l2c_error());
+    cfg.targeted = 0; cfg.objective = L2C_OBJ_ALIGN;
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "untargeted_loss"), "complement with align: %s", l2c_error());
     l2c_attack_defaults(&cfg, 3);
     cfg.batch = 4; cfg.victim_optimizer = L2C_VICTIM_ADAM;
     cfg.victim_adam_lr = 0.0f;
@@ -1016,6 +1030,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_warmup_targets),
     L2CT(test_hypergradient_matches_unrolled_objective),
     L2CT(test_hypergradient_matches_unrolled_objective_targeted),
+    L2CT(test_hypergradient_matches_unrolled_objective_complement),
     L2CT(test_hypergradient_matches_unrolled_objective_shifted_victim),
     L2CT(test_hypergradient_matches_unrolled_objective_momentum_victim),
     L2CT(test_hypergradient_matches_unrolled_objective_adam_victim),

@@ -335,12 +335,12 @@ static l2c_tensor *gc_build_clamp(l2c_tape *t, l2c_tensor **x, void *ctx)
     return l2c_clamp(t, x[0], lh[0], lh[1]);
 }
 
-typedef struct gc_xent_ctx { const uint8_t *labels; const int *map; } gc_xent_ctx;
+typedef struct gc_xent_ctx { const uint8_t *labels; const int *map; int complement; } gc_xent_ctx;
 
 static l2c_tensor *gc_build_xent(l2c_tape *t, l2c_tensor **x, void *ctx)
 {
     const gc_xent_ctx *c = (const gc_xent_ctx *)ctx;
-    return l2c_softmax_xent(t, x[0], c->labels, c->map);
+    return c->complement ? l2c_softmax_complement(t, x[0], c->labels, c->map) : l2c_softmax_xent(t, x[0], c->labels, c->map);
 }
 
 /* A chain through several operations: conv -> bn -> tanh -> avgpool -> flatten -> dense -> xent. */
@@ -607,7 +607,8 @@ static void test_grad_add_scale_clamp(void)
     gc_free(&g);
 }
 
-static void test_grad_softmax_xent(void)
+/* softmax_xent, or with complement softmax_complement (same arguments, same checks). */
+static void gc_check_softmax_loss(int complement)
 {
     static const uint8_t labels[6] = { 0, 4, 2, 2, 1, 3 };
     static const int map[5] = { 3, 0, 4, 1, 2 };
@@ -615,18 +616,23 @@ static void test_grad_softmax_xent(void)
     int with_map;
     for (with_map = 0; with_map < 2; with_map++) {
         gc g;
+        char name[64];
         l2c_rng r;
-        l2c_rng_seed(&r, 92 + with_map);
+        l2c_rng_seed(&r, 92 + with_map + 10 * complement);
         xc.labels = labels;
         xc.map = with_map ? map : NULL;
-        gc_setup(&g, with_map ? "softmax_xent 6x5 with label_map" : "softmax_xent 6x5", gc_build_xent, &xc);
+        xc.complement = complement;
+        snprintf(name, sizeof name, "%s 6x5%s", complement ? "softmax_complement" : "softmax_xent", with_map ? " with label_map" : "");
+        gc_setup(&g, name, gc_build_xent, &xc);
         g.scalar = 1;
         g.floor = 0.1f;   /* d(mean loss)/d(logit) is at most 1/N */
         gc_fill(gc_add(&g, "logits", 6, 5, 1, 1, 1, 1), &r, -3, 3);
         gc_run(&g);
         gc_free(&g);
         /* logits of shape N x C x H x W are flattened to N x (C*H*W) classes */
-        gc_setup(&g, with_map ? "softmax_xent 6x1x5x1 with label_map" : "softmax_xent 6x1x1x5", gc_build_xent, &xc);
+        snprintf(name, sizeof name, "%s %s", complement ? "softmax_complement" : "softmax_xent",
+                 with_map ? "6x1x5x1 with label_map" : "6x1x1x5");
+        gc_setup(&g, name, gc_build_xent, &xc);
         g.scalar = 1;
         g.floor = 0.1f;
         gc_fill(gc_add(&g, "logits", 6, 1, with_map ? 5 : 1, with_map ? 1 : 5, 0, 1), &r, -3, 3);
@@ -634,6 +640,9 @@ static void test_grad_softmax_xent(void)
         gc_free(&g);
     }
 }
+
+static void test_grad_softmax_xent(void) { gc_check_softmax_loss(0); }
+static void test_grad_softmax_complement(void) { gc_check_softmax_loss(1); }
 
 static void test_grad_chain_of_ops(void)
 {
@@ -980,6 +989,7 @@ static const l2ct_case l2ct_grad_cases[] = {
     L2CT(test_grad_reshape_flatten),
     L2CT(test_grad_add_scale_clamp),
     L2CT(test_grad_softmax_xent),
+    L2CT(test_grad_softmax_complement),
     L2CT(test_grad_chain_of_ops),
     L2CT(test_grad_whole_model),
     L2CT(test_backward_from_equals_backward_of_weighted_sum),

@@ -314,6 +314,28 @@ static void test_softmax_xent_values(void)
     l2c_tape_free(t);
 }
 
+/* -log(1 - p_t): the loss of not predicting t, from its definition. */
+static void test_softmax_complement_values(void)
+{
+    float z[3 * 3] = { 1, 2, 3, 0, 0, 0, 1000, 0, -1000 };
+    static const uint8_t lab[3] = { 2, 1, 0 }, lab_big[1] = { 1 };
+    static const int map[3] = { 1, 2, 0 };
+    l2c_tensor Z = view_tensor(3, 3, 1, 1, z), Z1 = view_tensor(1, 3, 1, 1, z + 6), *y;
+    l2c_tape *t = l2c_tape_new();
+    double e = exp(1.0) + exp(2.0) + exp(3.0);
+    REQUIRE(t, "tape");
+    y = l2c_softmax_complement(t, &Z, lab, NULL);   /* sample 3: p_0 = 1 - 1e-434, -log(1 - p_0) = 1000 */
+    REQUIRE(y && l2c_tensor_size(y) == 1, "complement: %s", l2c_error());
+    CHECK_NEAR(y->data[0], (-log((exp(1.0) + exp(2.0)) / e) - log(2.0 / 3.0) + 1000.0) / 3.0, 1e-3);
+    y = l2c_softmax_complement(t, &Z, lab, map);    /* targets 0, 2, 1 */
+    REQUIRE(y, "complement with map: %s", l2c_error());
+    CHECK_NEAR(y->data[0], (-log((exp(2.0) + exp(3.0)) / e) - log(2.0 / 3.0) + 0.0) / 3.0, 1e-5);
+    y = l2c_softmax_complement(t, &Z1, lab_big, NULL);   /* p_1 = e^-1000: no overflow, loss 0 */
+    REQUIRE(y, "complement: %s", l2c_error());
+    CHECK(y->data[0] >= 0.0f && y->data[0] < 1e-6f, "complement of an improbable class: %g", y->data[0]);
+    l2c_tape_free(t);
+}
+
 /* ---------------------------------------------------------------- batch norm ------------------- */
 
 static void test_batchnorm_train_normalises_with_batch_statistics(void)
@@ -632,7 +654,8 @@ static void test_bad_arguments_give_errors_not_crashes(void)
     l2c_tensor g3 = view_tensor(3, 1, 1, 1, buf), g2 = view_tensor(2, 1, 1, 1, buf), one = view_tensor(1, 3, 1, 1, buf);
     l2c_tensor other = view_tensor(2, 3, 5, 4, buf), logits = view_tensor(2, 4, 1, 1, buf);
     float rm[8] = { 0 }, rv[8] = { 1, 1, 1, 1, 1, 1, 1, 1 };
-    uint8_t lab_ok[2] = { 1, 3 }, lab_bad[2] = { 1, 4 };
+    l2c_tensor one1 = view_tensor(2, 1, 1, 1, buf);
+    uint8_t lab_ok[2] = { 1, 3 }, lab_bad[2] = { 1, 4 }, lab_zero[2] = { 0, 0 };
     int map_bad[4] = { 0, 1, 2, 4 }, map_neg[4] = { 0, -1, 2, 3 };
     size_t i;
     REQUIRE(t, "tape");
@@ -676,6 +699,10 @@ static void test_bad_arguments_give_errors_not_crashes(void)
     EXPECT_NULL(l2c_softmax_xent(t, &logits, lab_ok, map_bad));
     EXPECT_NULL(l2c_softmax_xent(t, &logits, lab_ok, map_neg));
     EXPECT_NULL(l2c_softmax_xent(t, &logits, NULL, NULL));
+    EXPECT_NULL(l2c_softmax_complement(t, &logits, lab_bad, NULL));
+    EXPECT_NULL(l2c_softmax_complement(t, &logits, lab_ok, map_bad));
+    EXPECT_NULL(l2c_softmax_complement(t, &logits, NULL, NULL));
+    EXPECT_NULL(l2c_softmax_complement(t, &one1, lab_zero, NULL));   /* one class: 1 - p_t is always 0 */
     /* pooling, reshape, clamp, scale */
     EXPECT_NULL(l2c_maxpool(t, &x4, 6, 1));
     EXPECT_NULL(l2c_avgpool(t, &x4, 2, 0));
@@ -841,6 +868,7 @@ static const l2ct_case l2ct_ops_cases[] = {
     L2CT(test_elementwise_values),
     L2CT(test_dense_values),
     L2CT(test_softmax_xent_values),
+    L2CT(test_softmax_complement_values),
     L2CT(test_batchnorm_train_normalises_with_batch_statistics),
     L2CT(test_batchnorm_running_stats_momentum_and_unbiased_variance),
     L2CT(test_batchnorm_frozen_stats_leaves_running_stats_alone),
