@@ -43,6 +43,8 @@ expect poison_rejects_bad_lr_schedule 2 "lr-schedule" $P --data "$T/good" --out 
 expect poison_rejects_bad_objective 2 "objective" $P --data "$T/good" --out "$T/out" --objective cosine
 expect poison_rejects_bad_victim_optimizer 2 "victim-optimizer" $P --data "$T/good" --out "$T/out" --victim-optimizer rmsprop
 expect poison_rejects_adam_victim_with_momentum 1 "Adam victim" $P --data "$T/good" --out "$T/out" --victim-optimizer adam --victim-momentum 0.9
+expect poison_rejects_bad_untargeted_loss 2 "untargeted-loss" $P --data "$T/good" --out "$T/out" --untargeted-loss hinge
+expect poison_rejects_complement_when_targeted 1 "untargeted_loss" $P --data "$T/good" --out "$T/out" --untargeted-loss complement --targeted
 expect poison_rejects_zero_adam_victim_lr 1 "victim_adam_lr" $P --data "$T/good" --out "$T/out" --victim-optimizer adam --victim-adam-lr 0
 expect poison_rejects_zero_reference_epochs 1 "warmup_epochs" $P --data "$T/good" --out "$T/out" --ref-epochs 0
 expect poison_rejects_negative_shortcut 1 "shortcut" $P --data "$T/good" --out "$T/out" --shortcut -1
@@ -59,10 +61,11 @@ expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"
 expect poison_rejects_count_mismatch 1 "128 images" $P --data "$T/mismatch" --out "$T/out"
 expect poison_rejects_missing_data 1 "cannot open" $P --data "$T/nowhere" --out "$T/out"
 expect poison_runs_on_good_data 0 "wrote" $P --data "$T/good" --out "$T/out"
-mkdir -p "$T/narrow" "$T/shifted" "$T/aligned" "$T/adam"
+mkdir -p "$T/narrow" "$T/shifted" "$T/aligned" "$T/adam" "$T/complement"
 expect poison_runs_a_label_shift 0 "y -> y+9" $P --data "$T/good" --out "$T/shifted" --label-shift 9 --fresh --checkpoint "$T/shifted.ckpt"
 expect poison_runs_a_narrow_generator 0 "wrote" $P --data "$T/good" --out "$T/narrow" --gen-width 4 --fresh --checkpoint "$T/narrow.ckpt"
 expect poison_runs_the_align_objective 0 "wrote" $P --data "$T/good" --out "$T/aligned" --objective align --fresh --checkpoint "$T/aligned.ckpt"
+expect poison_runs_complement_loss_and_inward_clamp 0 "wrote" $P --data "$T/good" --out "$T/complement" --untargeted-loss complement --clamp-inward --fresh --checkpoint "$T/complement.ckpt"
 expect poison_runs_an_adam_victim 0 "wrote" $P --data "$T/good" --out "$T/adam" --victim-optimizer alternate --trials 2 --fresh --checkpoint "$T/adam.ckpt"
 expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/out"
 cp "$T/ckpt" "$T/ckpt.before"
