@@ -326,11 +326,15 @@ typedef struct l2c_adam {
 L2C_API int  l2c_sgd_init(l2c_sgd *opt, const l2c_model *m, float lr, float momentum,
                           float weight_decay);
 L2C_API void l2c_sgd_step(l2c_sgd *opt, l2c_model *m);
+/* Forgets the velocity, as for a model re-initialised in place (the settings are kept). */
+L2C_API void l2c_sgd_reset(l2c_sgd *opt);
 L2C_API void l2c_sgd_free(l2c_sgd *opt);
 /* Adam with PyTorch's update rule (bias-corrected); amsgrad keeps the running max of v. */
 L2C_API int  l2c_adam_init(l2c_adam *opt, const l2c_model *m, float lr, float beta1, float beta2,
                            float eps, int amsgrad);
 L2C_API void l2c_adam_step(l2c_adam *opt, l2c_model *m);
+/* Forgets the moments and the step count: the next step is a fresh optimiser's first. */
+L2C_API void l2c_adam_reset(l2c_adam *opt);
 L2C_API void l2c_adam_free(l2c_adam *opt);
 /* Optimiser state to and from a file (atomic; checked like a model checkpoint). */
 L2C_API int  l2c_adam_save(const l2c_adam *opt, const char *path);
@@ -3650,6 +3654,8 @@ L2C_API void l2c_sgd_step(l2c_sgd *opt, l2c_model *m)
     }
 }
 
+L2C_API void l2c_sgd_reset(l2c_sgd *opt) { if (opt && opt->velocity) memset(opt->velocity, 0, opt->n * sizeof(float)); }
+
 L2C_API void l2c_sgd_free(l2c_sgd *opt) { if (opt) { L2C_FREE(opt->velocity); opt->velocity = NULL; } }
 
 L2C_API int l2c_adam_init(l2c_adam *opt, const l2c_model *m, float lr, float beta1, float beta2,
@@ -3671,18 +3677,20 @@ L2C_API int l2c_adam_init(l2c_adam *opt, const l2c_model *m, float lr, float bet
     return L2C_OK;
 }
 
+/* Adam's bias corrections at step t (1-based): the step size lr / (1 - b1^t) and 1 / sqrt(1 - b2^t). */
+static void l2c__adam_scales(const l2c_adam *opt, long t, float *step_size, float *inv_sqrt_bc2)
+{
+    *step_size = (float)(opt->lr / (1.0 - pow(opt->beta1, (double)t)));
+    *inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(opt->beta2, (double)t)));
+}
+
 L2C_API void l2c_adam_step(l2c_adam *opt, l2c_model *m)
 {
     size_t i, n = opt->n < m->nparams ? opt->n : m->nparams;
     float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps, wd = opt->weight_decay;
     float *p = m->params, *g = m->grads, *mm = opt->m, *vv = opt->v, *vmax = opt->vmax;
-    double bc1, bc2;
     float step_size, inv_sqrt_bc2;
-    opt->step++;
-    bc1 = 1.0 - pow(b1, (double)opt->step);
-    bc2 = 1.0 - pow(b2, (double)opt->step);
-    step_size = (float)(opt->lr / bc1);
-    inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    l2c__adam_scales(opt, ++opt->step, &step_size, &inv_sqrt_bc2);
     L2C_OMP(omp parallel for if(n > L2C__PAR_MIN))
     for (i = 0; i < n; i++) {
         float gi = g[i] + wd * p[i], vi;
@@ -3692,6 +3700,15 @@ L2C_API void l2c_adam_step(l2c_adam *opt, l2c_model *m)
         if (vmax) { if (vi > vmax[i]) vmax[i] = vi; vi = vmax[i]; }
         p[i] -= step_size * mm[i] / (sqrtf(vi) * inv_sqrt_bc2 + eps);
     }
+}
+
+L2C_API void l2c_adam_reset(l2c_adam *opt)
+{
+    if (!opt || !opt->m) return;
+    memset(opt->m, 0, opt->n * sizeof(float));
+    memset(opt->v, 0, opt->n * sizeof(float));
+    if (opt->vmax) memset(opt->vmax, 0, opt->n * sizeof(float));
+    opt->step = 0;
 }
 
 L2C_API void l2c_adam_free(l2c_adam *opt)
@@ -4431,10 +4448,9 @@ static void l2c__adam_look_ahead(l2c_attack *a)
     const l2c_adam *o = &a->victim_adam;
     const l2c_model *v = a->victim;
     const float b1 = o->beta1, b2 = o->beta2;
-    const double t = (double)o->step + 1.0;
-    const float step_size = (float)(o->lr / (1.0 - pow(b1, t))), inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(b2, t)));
-    float *theta = a->probe->params, *jac = a->adam_jacobian;
+    float step_size, inv_sqrt_bc2, *theta = a->probe->params, *jac = a->adam_jacobian;
     size_t i;
+    l2c__adam_scales(o, o->step + 1, &step_size, &inv_sqrt_bc2);
     for (i = 0; i < v->nparams; i++) {
         float g = v->grads[i], m = b1 * o->m[i] + (1.0f - b1) * g, root = sqrtf(b2 * o->v[i] + (1.0f - b2) * g * g);
         float den = root * inv_sqrt_bc2 + o->eps;
@@ -4695,12 +4711,8 @@ L2C_API int l2c_attack_add_victim(l2c_attack *a, const l2c_model *classifier)
 static void l2c__fresh_victim(l2c_attack *a, l2c_model *v)
 {
     l2c_model_init(v, a->cfg.seed * 1000003u + (uint64_t)a->reinits++);
-    if (a->sgd.velocity) memset(a->sgd.velocity, 0, a->sgd.n * sizeof(float));
-    if (a->victim_adam.m) {
-        memset(a->victim_adam.m, 0, a->victim_adam.n * sizeof(float));
-        memset(a->victim_adam.v, 0, a->victim_adam.n * sizeof(float));
-        a->victim_adam.step = 0;
-    }
+    l2c_sgd_reset(&a->sgd);
+    l2c_adam_reset(&a->victim_adam);
 }
 
 /* With several victim architectures, trial t trains a fresh victim of architecture t mod narchs. */

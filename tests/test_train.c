@@ -132,6 +132,40 @@ static void test_adam_and_amsgrad_match_pytorch(void)
     }
 }
 
+/* After a reset the optimiser steps exactly as a fresh one: SGD's velocity, Adam's moments (AMSGrad's
+   max too) and step count are forgotten. Two steps of history first, so that a reset that missed any
+   of them would change the next step. */
+static void test_optimiser_reset_is_a_fresh_start(void)
+{
+    int kind;
+    for (kind = 0; kind < 3; kind++) {   /* SGD with momentum, Adam, AMSGrad */
+        l2c_model *m = opt_model(), *ref = opt_model();
+        l2c_sgd sgd, sgd_ref;
+        l2c_adam adam, adam_ref;
+        int s, i;
+        REQUIRE(m && ref, "model");
+        REQUIRE(kind ? l2c_adam_init(&adam, m, 0.1f, 0.8f, 0.9f, 1e-8f, kind == 2) == 0 && l2c_adam_init(&adam_ref, ref, 0.1f, 0.8f, 0.9f, 1e-8f, kind == 2) == 0
+                     : l2c_sgd_init(&sgd, m, 0.1f, 0.9f, 0.0f) == 0 && l2c_sgd_init(&sgd_ref, ref, 0.1f, 0.9f, 0.0f) == 0, "init: %s", l2c_error());
+        for (s = 0; s < 2; s++) {   /* history: large gradients */
+            memcpy(m->grads, opt_grads[s], sizeof opt_grads[s]);
+            for (i = 0; i < 6; i++) m->grads[i] *= 10.0f;
+            if (kind) l2c_adam_step(&adam, m); else l2c_sgd_step(&sgd, m);
+        }
+        if (kind) l2c_adam_reset(&adam); else l2c_sgd_reset(&sgd);
+        memcpy(m->params, ref->params, 6 * sizeof(float));
+        memcpy(m->grads, opt_grads[2], sizeof opt_grads[2]);
+        memcpy(ref->grads, opt_grads[2], sizeof opt_grads[2]);
+        if (kind) { l2c_adam_step(&adam, m); l2c_adam_step(&adam_ref, ref); }
+        else { l2c_sgd_step(&sgd, m); l2c_sgd_step(&sgd_ref, ref); }
+        for (i = 0; i < 6; i++)
+            CHECK(m->params[i] == ref->params[i], "%s after reset, param %d: %.8g, a fresh optimiser gives %.8g",
+                  kind == 0 ? "SGD" : kind == 1 ? "Adam" : "AMSGrad", i, (double)m->params[i], (double)ref->params[i]);
+        if (kind) { CHECK(adam.step == 1, "step counter after reset and one step: %ld", adam.step); l2c_adam_free(&adam); l2c_adam_free(&adam_ref); }
+        else { l2c_sgd_free(&sgd); l2c_sgd_free(&sgd_ref); }
+        l2c_model_free(m); l2c_model_free(ref);
+    }
+}
+
 /* ---------------------------------------------------------------- determinism ------------------ */
 
 static l2c_model *small_cnn(uint64_t seed)
@@ -443,6 +477,7 @@ static const l2ct_case l2ct_train_cases[] = {
     L2CT(test_set_threads_default_follows_omp_num_threads),
     L2CT(test_sgd_momentum_weight_decay_matches_pytorch),
     L2CT(test_adam_and_amsgrad_match_pytorch),
+    L2CT(test_optimiser_reset_is_a_fresh_start),
     L2CT(test_same_seed_gives_bit_identical_training),
     L2CT(test_training_reduces_the_loss),
     L2CT(test_rng_is_reproducible_and_portable),
