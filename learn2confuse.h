@@ -438,7 +438,7 @@ L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int
    ================================================================================================ */
 
 #define L2C_MAX_CLASSES 256
-enum { L2C_PAIR_NEXT = 0, L2C_PAIR_NEAREST = 1 };
+enum { L2C_PAIR_NEXT = 0, L2C_PAIR_NEAREST = 1, L2C_PAIR_REACHABLE = 2 };
 /* Generator learning-rate schedules (l2c_attack_config.lr_schedule). */
 enum { L2C_LR_CONSTANT = 0, L2C_LR_COSINE = 1 };
 /* What the trials' hypergradient optimises (l2c_attack_config.objective). */
@@ -474,9 +474,12 @@ typedef struct l2c_attack_config {
                               data, before trial 1 (0: none, the paper's start)   default 5000 */
     float warmup_epochs;   /* epochs of clean training of the reference classifiers (a fraction
                               is a share of one epoch's batches; at least one batch) default 1 */
-    int pairing;           /* non-targeted warm-up targets w(y): L2C_PAIR_NEXT (y+1) or
+    int pairing;           /* non-targeted warm-up targets w(y): L2C_PAIR_NEXT (y+1),
                               L2C_PAIR_NEAREST (the derangement the reference classifiers find
-                              easiest: most confusable classes paired)        default L2C_PAIR_NEXT */
+                              easiest: most confusable classes paired), or L2C_PAIR_REACHABLE (the
+                              derangement whose targets eps-bounded perturbations of each class
+                              reach most easily, measured against the references by a short
+                              signed-gradient search)                         default L2C_PAIR_NEXT */
     float anchor;          /* weight of the warm-up objective kept during the trials, relative to
                               the hypergradient (0: the paper's pure objective)     default 1 */
     float shortcut;        /* weight of an error-minimising term in the trials, relative to the
@@ -4185,7 +4188,8 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
         return l2c__fail(L2C_EINVAL, "attack: learning rates and fd_radius must be positive");
     if (cfg->batch < 2 || cfg->batch > d->n) return l2c__fail(L2C_EINVAL, "attack: batch %d must be in [2, %d samples]", cfg->batch, d->n);
     if (cfg->trials < 1 || cfg->steps_per_trial < 0) return l2c__fail(L2C_EINVAL, "attack: need trials >= 1 and steps_per_trial >= 0");
-    if (cfg->pairing != L2C_PAIR_NEXT && cfg->pairing != L2C_PAIR_NEAREST) return l2c__fail(L2C_EINVAL, "attack: pairing %d is not L2C_PAIR_NEXT or L2C_PAIR_NEAREST", cfg->pairing);
+    if (cfg->pairing != L2C_PAIR_NEXT && cfg->pairing != L2C_PAIR_NEAREST && cfg->pairing != L2C_PAIR_REACHABLE)
+        return l2c__fail(L2C_EINVAL, "attack: pairing %d is not L2C_PAIR_NEXT, L2C_PAIR_NEAREST or L2C_PAIR_REACHABLE", cfg->pairing);
     if (cfg->lr_schedule != L2C_LR_CONSTANT && cfg->lr_schedule != L2C_LR_COSINE) return l2c__fail(L2C_EINVAL, "attack: lr_schedule %d is not L2C_LR_CONSTANT or L2C_LR_COSINE", cfg->lr_schedule);
     if (cfg->objective != L2C_OBJ_LOOKAHEAD && cfg->objective != L2C_OBJ_ALIGN) return l2c__fail(L2C_EINVAL, "attack: objective %d is not L2C_OBJ_LOOKAHEAD or L2C_OBJ_ALIGN", cfg->objective);
     if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
@@ -4756,6 +4760,8 @@ static int l2c__train_reference(l2c_attack *a, int k)
     return rc;
 }
 
+static int l2c__reachable_targets(l2c_attack *a, int *w);
+
 /* Trains the whole ensemble once (deterministic: a resumed attack retrains the same classifiers). */
 static int l2c__train_references(l2c_attack *a)
 {
@@ -4763,6 +4769,7 @@ static int l2c__train_references(l2c_attack *a)
     if (a->refs_trained) return L2C_OK;
     for (k = 0; k < a->nrefs && !rc; k++) rc = l2c__train_reference(a, k);
     if (!rc && !a->cfg.targeted && a->cfg.pairing == L2C_PAIR_NEAREST) rc = l2c__nearest_targets(a, a->w);
+    else if (!rc && !a->cfg.targeted && a->cfg.pairing == L2C_PAIR_REACHABLE) rc = l2c__reachable_targets(a, a->w);
     else if (!rc) l2c__warmup_targets(a, a->w);
     if (!rc) a->refs_trained = 1;
     return rc;
@@ -4777,7 +4784,7 @@ static void l2c__member_shift(const l2c_attack *a, uint64_t draw, int k, int *dx
 /* The warm-up objective on poisoned images xp: the ensemble's mean loss against w(y), and its
    gradient with respect to xp in a->ref_grad. With cfg.warmup_shift each member sees its own
    translated view of xp (draw numbers the step). */
-static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t draw, float *loss_out)
+static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t draw, const int *map, float *loss_out)
 {
     int k, c = a->train->c, h = a->train->h, w = a->train->w;
     size_t size = (size_t)n * c * h * w;
@@ -4792,7 +4799,7 @@ static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t d
             l2c__shift_planes(xp, a->shifted, n * c, h, w, dx, dy);
             view = a->shifted;
         }
-        loss = l2c__victim_loss(a, a->refs[k], view, n, a->w, L2C_EVAL, &in, 0);
+        loss = l2c__victim_loss(a, a->refs[k], view, n, map, L2C_EVAL, &in, 0);
         if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
         if (!isfinite(loss->data[0])) return l2c__fail(L2C_ENAN, "attack warm-up: the loss is not finite");
         total += loss->data[0];
@@ -4800,6 +4807,65 @@ static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t d
     }
     *loss_out = (float)(total / a->nrefs);
     return L2C_OK;
+}
+
+/* The first (up to) a->cfg.batch training images of class y into x; returns how many. */
+static int l2c__class_images(const l2c_attack *a, int y, float *x, int *idx)
+{
+    int i, n = 0;
+    for (i = 0; i < a->train->n && n < a->cfg.batch; i++)
+        if (a->train->labels[i] == y) idx[n++] = i;
+    if (n) l2c_dataset_gather(a->train, idx, n, x, a->y);
+    return n;
+}
+
+#define L2C__REACH_STEPS 10
+/* The ensemble's mean loss against class c after L2C__REACH_STEPS signed-gradient steps of size
+   eps / 4 from the n images x0 towards c, kept within eps of x0 and in [0, 1] (a->x is the work
+   buffer). */
+static int l2c__reach_cost(l2c_attack *a, const float *x0, int n, int c, double *cost)
+{
+    size_t i, size = (size_t)n * a->train->c * a->train->h * a->train->w;
+    const float eps = a->cfg.eps, step = 0.25f * eps;
+    float loss = 0.0f;
+    int s;
+    memcpy(a->x, x0, size * sizeof(float));
+    memset(a->y, c, (size_t)n);
+    for (s = 0; s <= L2C__REACH_STEPS; s++) {
+        if (l2c__reference_grad(a, a->x, n, 0, NULL, &loss)) return L2C_EINVAL;
+        for (i = 0; s < L2C__REACH_STEPS && i < size; i++) {
+            float g = a->ref_grad[i], v = a->x[i] - (g > 0.0f ? step : g < 0.0f ? -step : 0.0f);
+            v = v < x0[i] - eps ? x0[i] - eps : v > x0[i] + eps ? x0[i] + eps : v;
+            a->x[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+        }
+    }
+    *cost = loss;
+    return L2C_OK;
+}
+
+/* L2C_PAIR_REACHABLE: w is the derangement of least total cost, cost(y, c) being how hard it is for
+   eps-bounded perturbations of class-y images (the first batch of them) to make the reference
+   ensemble read class c (l2c__reach_cost). Every class is then some class's target, painted into a
+   class it can actually be reached from: on MNIST, at eps 0.3, hardly any perturbation of a 0 reads
+   as a thin 1, which y + 1 asks for. */
+static int l2c__reachable_targets(l2c_attack *a, int *w)
+{
+    int K = a->train->nclasses, y, c, n, rc = L2C_OK;
+    size_t per = (size_t)a->train->c * a->train->h * a->train->w;
+    double *cost = (double *)l2c__calloc((size_t)K * K * sizeof(double));
+    float *x0 = (float *)l2c__calloc((size_t)a->cfg.batch * per * sizeof(float));
+    int *idx = (int *)l2c__calloc((size_t)a->cfg.batch * sizeof(int));
+    if (!cost || !x0 || !idx) rc = L2C_ENOMEM;
+    for (y = 0; y < K && !rc; y++) {
+        n = l2c__class_images(a, y, x0, idx);
+        for (c = 0; c < K && !rc; c++)
+            if (c == y) cost[(size_t)y * K + c] = 1e30;   /* a derangement: no class keeps its own features */
+            else if (n) rc = l2c__reach_cost(a, x0, n, c, &cost[(size_t)y * K + c]);
+    }
+    if (!rc) rc = K > 1 ? l2c__assign(cost, K, w) : L2C_OK;
+    if (!rc && K == 1) w[0] = 0;
+    L2C_FREE(cost); L2C_FREE(x0); L2C_FREE(idx);
+    return rc;
 }
 
 static double l2c__norm2(const float *v, size_t size)
@@ -4835,7 +4901,7 @@ static int l2c__generator_grad(l2c_attack *a, int n, float *clean_loss)
     if (!xp || l2c__hypergrad(a, xp->data, n, clean_loss)) return L2C_EINVAL;
     hyper2 = l2c__norm2(a->seed_grad, size);
     if (a->cfg.anchor > 0.0f) {
-        if (l2c__reference_grad(a, xp->data, n, L2C__DRAW_ANCHOR + (uint64_t)a->steps_done, &loss)) return L2C_EINVAL;
+        if (l2c__reference_grad(a, xp->data, n, L2C__DRAW_ANCHOR + (uint64_t)a->steps_done, a->w, &loss)) return L2C_EINVAL;
         l2c__add_relative(a->seed_grad, a->ref_grad, size, a->cfg.anchor, hyper2);
     }
     if (a->cfg.shortcut > 0.0f) l2c__add_relative(a->seed_grad, a->victim_xgrad, size, a->cfg.shortcut, hyper2);
@@ -4917,7 +4983,7 @@ static int l2c__warmup_step(l2c_attack *a, l2c_adam *adam, int step, float *loss
     l2c_tensor *xp, *unclamped;
     l2c_tape_reset(a->gen_tape);
     xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN, &unclamped);
-    if (!xp || l2c__reference_grad(a, xp->data, n, (uint64_t)step, loss_out)) return L2C_EINVAL;
+    if (!xp || l2c__reference_grad(a, xp->data, n, (uint64_t)step, a->w, loss_out)) return L2C_EINVAL;
     l2c_model_zero_grad(a->trainable);
     if (l2c__backward_poison(a, xp, unclamped, a->ref_grad)) return L2C_EINVAL;
     l2c_adam_step(adam, a->trainable);

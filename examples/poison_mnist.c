@@ -4,7 +4,7 @@
                        [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
                        [--targeted] [--label-shift K] [--fraction F] [--generator mnist|autoencoder] [--gen-width W] [--fresh]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
-                       [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest]
+                       [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest|reachable]
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
                        [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]
                        [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR] [--clamp-inward]
@@ -18,7 +18,8 @@
    imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective
    kept during the trials (0: the paper's objective alone; default 1, and 2 with --targeted, the
    best measured for each mode, README); --pairing: which class's features the
-   warm-up paints into each class (next: y+1; nearest: the most confusable pairing); --lr-schedule:
+   warm-up paints into each class (next: y+1; nearest: the most confusable pairing; reachable: the
+   pairing that eps-bounded perturbations reach most easily); --lr-schedule:
    the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each);
    --shift: the reference classifiers see randomly translated poisons (input diversity, for transfer);
    --victim-shift: the trials' imaginary victim trains with random shifts, as an augmenting defender;
@@ -159,8 +160,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--trial-victims")) trial_victims = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--pairing")) {
             const char *v = arg_value(argc, argv, &i);
-            if (strcmp(v, "next") && strcmp(v, "nearest")) { fprintf(stderr, "poison_mnist: --pairing is next or nearest\n"); return 2; }
-            cfg.pairing = strcmp(v, "next") ? L2C_PAIR_NEAREST : L2C_PAIR_NEXT;
+            if (!strcmp(v, "next")) cfg.pairing = L2C_PAIR_NEXT;
+            else if (!strcmp(v, "nearest")) cfg.pairing = L2C_PAIR_NEAREST;
+            else if (!strcmp(v, "reachable")) cfg.pairing = L2C_PAIR_REACHABLE;
+            else { fprintf(stderr, "poison_mnist: --pairing is next, nearest or reachable\n"); return 2; }
         }
         else if (!strcmp(a, "--lr-schedule")) {
             const char *v = arg_value(argc, argv, &i);

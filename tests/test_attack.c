@@ -355,6 +355,7 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(anchor, -1.0f);
     TA_REFUSED(anchor, (float)NAN);
     TA_REFUSED(lr_schedule, 2);
+    TA_REFUSED(pairing, 3);
     TA_REFUSED(objective, 2);
     TA_REFUSED(shortcut, -0.5f);
     TA_REFUSED(shortcut, (float)NAN);
@@ -912,6 +913,61 @@ static void test_nearest_pairing_is_a_derangement(void)
     ta_teardown(&f);
 }
 
+/* L2C_PAIR_REACHABLE: the search towards each other class stays within eps of the images and in
+   [0, 1] and lowers the ensemble's loss against that class; the pairing is the cheaper of the two
+   derangements of three classes under the costs it finds. Returns the pairing (120 for y -> y+1,
+   201 for y -> y-1), or -1. The fixture's labels i % 3 are first renamed by `rename`. */
+static int ta_check_reachable_pairing(const int *rename)
+{
+    ta_fixture f;
+    l2c_attack *a;
+    float x0[4 * TA_SIDE * TA_SIDE], before;
+    double cost[9], next, prev;
+    int w[3], idx[4], y, c, n, got = -1;
+    size_t i;
+    if (!ta_setup(&f)) return -1;
+    for (i = 0; i < TA_N; i++) f.d.labels[i] = (uint8_t)rename[f.d.labels[i]];
+    f.cfg.pairing = L2C_PAIR_REACHABLE; f.cfg.warmup_steps = 2;
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    if (!a || l2c_attack_run_trial(a) || l2c_attack_warmup_targets(a, w)) { CHECK(0, "warm-up failed: %s", l2c_error()); goto done; }
+    for (y = 0; y < 3; y++) {
+        n = l2c__class_images(a, y, x0, idx);
+        for (c = 0; c < 3; c++) {
+            if (c == y) continue;
+            memset(a->y, c, (size_t)n);
+            if (l2c__reference_grad(a, x0, n, 0, NULL, &before) || l2c__reach_cost(a, x0, n, c, &cost[y * 3 + c])) {
+                CHECK(0, "%s", l2c_error()); goto done;
+            }
+            CHECK(cost[y * 3 + c] < before, "%d -> %d: the search did not lower the loss (%g, clean %g)", y, c, cost[y * 3 + c], before);
+            for (i = 0; i < (size_t)n * TA_SIDE * TA_SIDE; i++)
+                CHECK(fabsf(a->x[i] - x0[i]) <= f.cfg.eps * 1.0001f && a->x[i] >= 0.0f && a->x[i] <= 1.0f,
+                      "%d -> %d, pixel %zu: %g from %g", y, c, i, a->x[i], x0[i]);
+        }
+    }
+    next = cost[1] + cost[5] + cost[6];   /* 0->1, 1->2, 2->0 */
+    prev = cost[2] + cost[3] + cost[7];   /* 0->2, 1->0, 2->1 */
+    CHECK(fabs(next - prev) > 1e-6, "both derangements cost %g: the check cannot tell them apart", next);
+    got = w[0] * 100 + w[1] * 10 + w[2];
+    CHECK(got == (next < prev ? 120 : 201), "pairing %03d, costs %g (120) and %g (201)", got, next, prev);
+done:
+    l2c_attack_free(a);
+    ta_teardown(&f);
+    return got;
+}
+
+/* Over three namings of the classes; both derangements must turn up, so that a pairing fixed in
+   advance cannot pass. */
+static void test_reachable_pairing_takes_the_cheapest_derangement(void)
+{
+    static const int renames[3][3] = { { 0, 1, 2 }, { 0, 2, 1 }, { 1, 0, 2 } };
+    int k, seen = 0;
+    for (k = 0; k < 3; k++) {
+        int got = ta_check_reachable_pairing(renames[k]);
+        seen |= got == 120 ? 1 : got == 201 ? 2 : 0;
+    }
+    CHECK(seen == 3, "the renamings gave only %s", seen == 1 ? "120" : seen == 2 ? "201" : "failures");
+}
+
 /* warmup_shift: each member sees its own translated view of the poisoned batch, and the gradient
    the warm-up uses is that of the ensemble's loss over those views (central differences in single
    pixels, the translations held fixed by the draw number). */
@@ -937,17 +993,17 @@ static void test_shifted_reference_gradient_matches_finite_difference(void)
     l2c_rng_seed(&r, 9);
     for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) xp[i] = 0.3f + 0.4f * l2c_rng_uniform(&r);
     a->cfg.warmup_shift = 0;
-    REQUIRE(l2c__reference_grad(a, xp, 4, draw, &loss) == 0, "%s", l2c_error());
+    REQUIRE(l2c__reference_grad(a, xp, 4, draw, a->w, &loss) == 0, "%s", l2c_error());
     memcpy(plain, a->ref_grad, sizeof plain);
     a->cfg.warmup_shift = 1;
-    REQUIRE(l2c__reference_grad(a, xp, 4, draw, &loss) == 0, "%s", l2c_error());
+    REQUIRE(l2c__reference_grad(a, xp, 4, draw, a->w, &loss) == 0, "%s", l2c_error());
     for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) err += fabs(a->ref_grad[i] - plain[i]);
     CHECK(err > 1e-4, "the translated views gave the unshifted gradient (difference %g)", err);
     memcpy(plain, a->ref_grad, sizeof plain);   /* now the gradient with the translations */
     for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) {
         float keep = xp[i], want;
-        xp[i] = keep + h; l2c__reference_grad(a, xp, 4, draw, &lp);
-        xp[i] = keep - h; l2c__reference_grad(a, xp, 4, draw, &lm);
+        xp[i] = keep + h; l2c__reference_grad(a, xp, 4, draw, a->w, &lp);
+        xp[i] = keep - h; l2c__reference_grad(a, xp, 4, draw, a->w, &lm);
         xp[i] = keep;
         want = (lp - lm) / (2 * h);
         CHECK(fabs(plain[i] - want) <= 1e-3 + 0.02 * fabs(want), "pixel %d: gradient %.6g, finite difference %.6g", i, plain[i], want);
@@ -1015,6 +1071,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_shifted_reference_gradient_matches_finite_difference),
     L2CT(test_assignment_finds_the_cheapest_derangement),
     L2CT(test_nearest_pairing_is_a_derangement),
+    L2CT(test_reachable_pairing_takes_the_cheapest_derangement),
     L2CT(test_warmup_lowers_its_loss),
     L2CT(test_warmup_lowers_the_loss_of_an_ensemble),
     L2CT(test_reference_epochs_count_batches),
