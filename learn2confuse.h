@@ -1,4 +1,4 @@
-/* learn2confuse.h - v0.4.0 - training-time adversarial data (DeepConfuse) in one C99 header.
+/* learn2confuse.h - v0.9.0 - training-time adversarial data (DeepConfuse) in one C99 header.
 
    A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
    added to each training image, makes classifiers trained on the perturbed set fail on clean data
@@ -71,7 +71,7 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 8
+#define L2C_VERSION_MINOR 9
 #define L2C_VERSION_PATCH 0
 #define L2C_VERSION "0.8.0"
 
