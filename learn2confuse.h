@@ -73,7 +73,7 @@
 #define L2C_VERSION_MAJOR 0
 #define L2C_VERSION_MINOR 9
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.8.0"
+#define L2C_VERSION "0.9.0"
 
 #include <stddef.h>
 #include <stdint.h>
