@@ -32,7 +32,7 @@ MNIST := $(BUILD)/mnist
 MNIST_FILES := $(MNIST)/train-images-idx3-ubyte $(MNIST)/train-labels-idx1-ubyte \
                $(MNIST)/t10k-images-idx3-ubyte $(MNIST)/t10k-labels-idx1-ubyte
 EXAMPLES := $(BUILD)/train_mnist $(BUILD)/poison_mnist $(BUILD)/eval_mnist
-TOOLS := $(BUILD)/idx2png $(BUILD)/confusion2png $(BUILD)/bench
+TOOLS := $(BUILD)/idx2png $(BUILD)/confusion2png $(BUILD)/bench $(BUILD)/probe_mnist
 TESTS := $(BUILD)/test_main $(BUILD)/oom_main
 
 .PHONY: all test unit run train baseline bench experiment data clean
@@ -55,7 +55,7 @@ $(BUILD)/test_main: tests/*.c tests/*.h learn2confuse.h | $(BUILD)
 $(BUILD)/oom_main: tests/oom_main.c learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) tests/oom_main.c -o $@ $(LDLIBS)
 
-test: unit $(BUILD)/poison_mnist $(BUILD)/eval_mnist
+test: unit $(BUILD)/poison_mnist $(BUILD)/eval_mnist $(BUILD)/probe_mnist
 	sh tests/cli.sh $(BUILD)
 
 # The unit tests alone (no command-line checks of the examples): CI's extra compiler passes.

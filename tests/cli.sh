@@ -61,6 +61,14 @@ expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"
 expect poison_rejects_count_mismatch 1 "128 images" $P --data "$T/mismatch" --out "$T/out"
 expect poison_rejects_missing_data 1 "cannot open" $P --data "$T/nowhere" --out "$T/out"
 expect poison_runs_on_good_data 0 "wrote" $P --data "$T/good" --out "$T/out"
+PR="$B/probe_mnist --victims softmax"
+expect probe_rejects_two_modes 2 "usage" $PR --reach --poisoned "$T/out"
+expect probe_rejects_unknown_classifier 2 "unknown classifier" $B/probe_mnist --victims nonet --reach
+expect probe_rejects_bad_eps 2 "eps" $PR --reach --eps 0
+expect probe_rejects_missing_data 1 "cannot open" $PR --data "$T/nowhere" --reach
+expect probe_rejects_32x32_images 1 "28x28" $PR --data "$T/big" --reach
+expect probe_reads_a_poison 0 "read as 0..9" $PR --data "$T/good" --poisoned "$T/out"
+expect probe_finds_reachable_classes 0 "read as each class" $PR --data "$T/good" --reach
 mkdir -p "$T/narrow" "$T/shifted" "$T/aligned" "$T/adam" "$T/complement"
 expect poison_runs_a_label_shift 0 "y -> y+9" $P --data "$T/good" --out "$T/shifted" --label-shift 9 --fresh --checkpoint "$T/shifted.ckpt"
 expect poison_runs_a_narrow_generator 0 "wrote" $P --data "$T/good" --out "$T/narrow" --gen-width 4 --fresh --checkpoint "$T/narrow.ckpt"
