@@ -35,6 +35,10 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.9.0  l2c_softmax_complement (-log(1 - p_t)); attack knobs untargeted_loss (the trials
+              lower the look-ahead victim's complement loss) and pairing L2C_PAIR_REACHABLE (warm-up
+              targets that eps-bounded perturbations reach), with tests; l2c_sgd_reset,
+              l2c_adam_reset; the defaults are unchanged (README: the v0.9.0 study)
        0.8.0  attack knob clamp_inward (a straight-through gradient at clamped poison pixels), with
               tests; the defaults are unchanged (README: the v0.8.0 study)
        0.7.0  attack knob victim_optimizer (an Adam-trained imaginary victim, or SGD and Adam trial by
