@@ -292,47 +292,36 @@ static void test_dense_values(void)
     l2c_tape_free(t);
 }
 
-static void test_softmax_xent_values(void)
+/* Both softmax losses on the same logits, against values worked out from their definitions: the
+   cross-entropy -log p_t and the complement -log(1 - p_t). Logits of 1000 must not overflow. */
+static void test_softmax_loss_values(void)
 {
+    typedef l2c_tensor *(*loss_fn)(l2c_tape *, l2c_tensor *, const uint8_t *, const int *);
+    static const loss_fn losses[2] = { l2c_softmax_xent, l2c_softmax_complement };
+    static const char *names[2] = { "xent", "complement" };
     float z[3 * 3] = { 1, 2, 3, 0, 0, 0, 1000, 0, -1000 };
     static const uint8_t lab[3] = { 2, 1, 0 }, lab_big[1] = { 1 };
-    static const int map[3] = { 1, 2, 0 };
-    l2c_tensor Z = view_tensor(3, 3, 1, 1, z), Z1 = view_tensor(1, 3, 1, 1, z + 6), *y;
+    static const int map[3] = { 1, 2, 0 };   /* sends labels 2, 1, 0 to 0, 2, 1 */
+    l2c_tensor Z = view_tensor(3, 3, 1, 1, z), Z1 = view_tensor(1, 3, 1, 1, z + 6), *y[3];
     l2c_tape *t = l2c_tape_new();
-    double l0 = log(exp(1.0) + exp(2.0) + exp(3.0)) - 3.0, l1 = log(3.0), l2 = 0.0;
+    const double e = exp(1.0) + exp(2.0) + exp(3.0);
+    /* columns: the labels as given, through the map, the huge logits against class 1 */
+    const double want[2][3] = {
+        { (log(e) - 3.0 + log(3.0) + 0.0) / 3.0, ((log(e) - 1.0) + log(3.0) + 1000.0) / 3.0, 1000.0 },
+        { (-log((exp(1.0) + exp(2.0)) / e) - log(2.0 / 3.0) + 1000.0) / 3.0, (-log((exp(2.0) + exp(3.0)) / e) - log(2.0 / 3.0) + 0.0) / 3.0, 0.0 },
+    };
+    const double tol[2][3] = { { 1e-5, 1e-3, 1e-3 }, { 1e-3, 1e-5, 1e-6 } };
+    int k, j;
     REQUIRE(t, "tape");
-    y = l2c_softmax_xent(t, &Z, lab, NULL);
-    REQUIRE(y && l2c_tensor_size(y) == 1, "xent: %s", l2c_error());
-    CHECK_NEAR(y->data[0], (l0 + l1 + l2) / 3.0, 1e-5);
-    /* the map sends labels 2,1,0 to 0,2,1 */
-    y = l2c_softmax_xent(t, &Z, lab, map);
-    REQUIRE(y, "xent with map: %s", l2c_error());
-    CHECK_NEAR(y->data[0], ((log(exp(1.0) + exp(2.0) + exp(3.0)) - 1.0) + log(3.0) + 1000.0) / 3.0, 1e-3);
-    y = l2c_softmax_xent(t, &Z1, lab_big, NULL);   /* no overflow with huge logits */
-    REQUIRE(y, "xent: %s", l2c_error());
-    CHECK_NEAR(y->data[0], 1000.0, 1e-3);
-    l2c_tape_free(t);
-}
-
-/* -log(1 - p_t): the loss of not predicting t, from its definition. */
-static void test_softmax_complement_values(void)
-{
-    float z[3 * 3] = { 1, 2, 3, 0, 0, 0, 1000, 0, -1000 };
-    static const uint8_t lab[3] = { 2, 1, 0 }, lab_big[1] = { 1 };
-    static const int map[3] = { 1, 2, 0 };
-    l2c_tensor Z = view_tensor(3, 3, 1, 1, z), Z1 = view_tensor(1, 3, 1, 1, z + 6), *y;
-    l2c_tape *t = l2c_tape_new();
-    double e = exp(1.0) + exp(2.0) + exp(3.0);
-    REQUIRE(t, "tape");
-    y = l2c_softmax_complement(t, &Z, lab, NULL);   /* sample 3: p_0 = 1 - 1e-434, -log(1 - p_0) = 1000 */
-    REQUIRE(y && l2c_tensor_size(y) == 1, "complement: %s", l2c_error());
-    CHECK_NEAR(y->data[0], (-log((exp(1.0) + exp(2.0)) / e) - log(2.0 / 3.0) + 1000.0) / 3.0, 1e-3);
-    y = l2c_softmax_complement(t, &Z, lab, map);    /* targets 0, 2, 1 */
-    REQUIRE(y, "complement with map: %s", l2c_error());
-    CHECK_NEAR(y->data[0], (-log((exp(2.0) + exp(3.0)) / e) - log(2.0 / 3.0) + 0.0) / 3.0, 1e-5);
-    y = l2c_softmax_complement(t, &Z1, lab_big, NULL);   /* p_1 = e^-1000: no overflow, loss 0 */
-    REQUIRE(y, "complement: %s", l2c_error());
-    CHECK(y->data[0] >= 0.0f && y->data[0] < 1e-6f, "complement of an improbable class: %g", y->data[0]);
+    for (k = 0; k < 2; k++) {
+        y[0] = losses[k](t, &Z, lab, NULL);
+        y[1] = losses[k](t, &Z, lab, map);
+        y[2] = losses[k](t, &Z1, lab_big, NULL);
+        for (j = 0; j < 3; j++) {
+            REQUIRE(y[j] && l2c_tensor_size(y[j]) == 1, "%s, case %d: %s", names[k], j, l2c_error());
+            CHECK(fabs(y[j]->data[0] - want[k][j]) <= tol[k][j], "%s, case %d: %.8g, want %.8g", names[k], j, y[j]->data[0], want[k][j]);
+        }
+    }
     l2c_tape_free(t);
 }
 
@@ -867,8 +856,7 @@ static const l2ct_case l2ct_ops_cases[] = {
     L2CT(test_pooling_hand_computed_values),
     L2CT(test_elementwise_values),
     L2CT(test_dense_values),
-    L2CT(test_softmax_xent_values),
-    L2CT(test_softmax_complement_values),
+    L2CT(test_softmax_loss_values),
     L2CT(test_batchnorm_train_normalises_with_batch_statistics),
     L2CT(test_batchnorm_running_stats_momentum_and_unbiased_variance),
     L2CT(test_batchnorm_frozen_stats_leaves_running_stats_alone),
