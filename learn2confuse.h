@@ -4666,8 +4666,7 @@ static int l2c__nearest_targets(l2c_attack *a, int *w)
     for (y = 0; y < K; y++)   /* cost: minus the mean log-probability; the diagonal is forbidden */
         for (c = 0; c < K; c++)
             score[(size_t)y * K + c] = c == y ? 1e30 : -score[(size_t)y * K + c] / ((double)a->nrefs * (count[y] ? count[y] : 1));
-    rc = K > 1 ? l2c__assign(score, K, w) : L2C_OK;
-    if (K == 1) w[0] = 0;
+    rc = l2c__assign(score, K, w);   /* one class: w(0) = 0, the only assignment */
     L2C_FREE(score);
     return rc;
 }
@@ -4835,9 +4834,10 @@ static int l2c__reach_cost(l2c_attack *a, const float *x0, int n, int c, double 
     int s;
     memcpy(a->x, x0, size * sizeof(float));
     memset(a->y, c, (size_t)n);
-    for (s = 0; s <= L2C__REACH_STEPS; s++) {
+    for (s = 0; ; s++) {
         if (l2c__reference_grad(a, a->x, n, 0, NULL, &loss)) return L2C_EINVAL;
-        for (i = 0; s < L2C__REACH_STEPS && i < size; i++) {
+        if (s == L2C__REACH_STEPS) break;   /* the loss after the last step is the cost */
+        for (i = 0; i < size; i++) {
             float g = a->ref_grad[i], v = a->x[i] - (g > 0.0f ? step : g < 0.0f ? -step : 0.0f);
             v = v < x0[i] - eps ? x0[i] - eps : v > x0[i] + eps ? x0[i] + eps : v;
             a->x[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
@@ -4866,8 +4866,7 @@ static int l2c__reachable_targets(l2c_attack *a, int *w)
             if (c == y) cost[(size_t)y * K + c] = 1e30;   /* a derangement: no class keeps its own features */
             else if (n) rc = l2c__reach_cost(a, x0, n, c, &cost[(size_t)y * K + c]);
     }
-    if (!rc) rc = K > 1 ? l2c__assign(cost, K, w) : L2C_OK;
-    if (!rc && K == 1) w[0] = 0;
+    if (!rc) rc = l2c__assign(cost, K, w);
     L2C_FREE(cost); L2C_FREE(x0); L2C_FREE(idx);
     return rc;
 }
