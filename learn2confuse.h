@@ -635,8 +635,10 @@ L2C_API l2c_model *l2c_mnist_autoencoder(uint64_t seed);
 L2C_API l2c_model *l2c_autoencoder(int channels, int height, int width, int base, uint64_t seed);
 /* Common MNIST classifiers by name, initialised from `seed`: "softmax" (linear), "mlp" (784-512-512-10
    ReLU), "mlp-wide" (784-1024-10), "lenet" (conv5 20, maxpool, conv5 50, maxpool, dense 500, ReLU,
-   no BN), "cnn3x3" (conv3 16, maxpool, conv3 32, maxpool, dense 128), "cnn-small", "cnn",
-   "cnn-large" (l2c_mnist_victim at 50 / 100 / 200 %). NULL with a message for an unknown name. */
+   no BN), "cnn3x3" (conv3 16, maxpool, conv3 32, maxpool, dense 128), "cnn-pt" (the PyTorch MNIST
+   example's network without dropout: conv3 32, ReLU, conv3 64, ReLU, maxpool, dense 128, ReLU),
+   "cnn-small", "cnn", "cnn-large" (l2c_mnist_victim at 50 / 100 / 200 %). NULL with a message for an
+   unknown name. */
 L2C_API l2c_model *l2c_mnist_classifier(const char *name, uint64_t seed);
 
 #ifdef __cplusplus
@@ -4118,6 +4120,10 @@ L2C_API l2c_model *l2c_mnist_classifier(const char *name, uint64_t seed)
     else if (!strcmp(name, "cnn3x3"))
         bad = l2c_model_conv(m, 16, 3, 1, 0) || l2c_model_relu(m) || l2c_model_maxpool(m, 2, 2) ||
               l2c_model_conv(m, 32, 3, 1, 0) || l2c_model_relu(m) || l2c_model_maxpool(m, 2, 2) ||
+              l2c_model_flatten(m) || l2c_model_dense(m, 128) || l2c_model_relu(m) || l2c_model_dense(m, 10);
+    else if (!strcmp(name, "cnn-pt"))
+        bad = l2c_model_conv(m, 32, 3, 1, 0) || l2c_model_relu(m) || l2c_model_conv(m, 64, 3, 1, 0) ||
+              l2c_model_relu(m) || l2c_model_maxpool(m, 2, 2) ||
               l2c_model_flatten(m) || l2c_model_dense(m, 128) || l2c_model_relu(m) || l2c_model_dense(m, 10);
     else {
         l2c_model_free(m);

@@ -93,6 +93,7 @@ if ls "$T/out" | grep -q tmp; then ko no_temporary_files_left; else ok no_tempor
 E="$B/eval_mnist --test $T/good --epochs 1 --victims softmax"
 expect eval_runs_on_poisoned_set 0 "softmax" $E --train "$T/out" --generator "$T/out/generator.l2c" --baseline "$T/good"
 expect eval_runs_an_augmented_victim 0 "cnn3x3-aug" $B/eval_mnist --test $T/good --epochs 1 --victims cnn3x3-aug --train "$T/out"
+expect eval_runs_the_pytorch_example_cnn 0 "cnn-pt" $B/eval_mnist --test $T/good --epochs 1 --victims cnn-pt --train "$T/out"
 expect eval_reads_a_narrow_generator 0 "softmax" $E --train "$T/narrow" --generator "$T/narrow/generator.l2c"
 expect eval_json 0 '"victims"' $E --train "$T/out" --json
 expect eval_rejects_32x32_images 1 "28x28" $E --train "$T/big"

@@ -774,6 +774,25 @@ static void test_reference_epochs_count_batches(void)
 static void test_warmup_lowers_its_loss(void) { ta_check_warmup_loss(0); }
 static void test_warmup_lowers_the_loss_of_an_ensemble(void) { ta_check_warmup_loss(1); }
 
+/* Every named MNIST classifier takes 1 x 28 x 28 images to 10 logits, and no two names share
+   an architecture (a name that silently fell back to another network would). */
+static void test_named_classifiers_are_distinct_mnist_networks(void)
+{
+    static const char *names[] = { "softmax", "mlp", "mlp-wide", "lenet", "cnn3x3", "cnn-pt", "cnn-small", "cnn", "cnn-large" };
+    enum { N = (int)(sizeof names / sizeof names[0]) };
+    l2c_model *m[N];
+    int i, j, c, h, w;
+    for (i = 0; i < N; i++) {
+        m[i] = l2c_mnist_classifier(names[i], 3);
+        REQUIRE(m[i], "%s: %s", names[i], l2c_error());
+        l2c_model_output_shape(m[i], &c, &h, &w);
+        CHECK(c * h * w == 10, "%s: %d x %d x %d outputs", names[i], c, h, w);
+    }
+    for (i = 0; i < N; i++)
+        for (j = i + 1; j < N; j++) CHECK(!l2c_model_same_arch(m[i], m[j]), "%s and %s are one network", names[i], names[j]);
+    for (i = 0; i < N; i++) l2c_model_free(m[i]);
+}
+
 static void test_add_reference_refuses_bad_classifiers(void)
 {
     ta_fixture f;
@@ -1077,6 +1096,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_warmup_lowers_its_loss),
     L2CT(test_warmup_lowers_the_loss_of_an_ensemble),
     L2CT(test_reference_epochs_count_batches),
+    L2CT(test_named_classifiers_are_distinct_mnist_networks),
     L2CT(test_add_reference_refuses_bad_classifiers),
     L2CT(test_anchor_adds_the_warmup_gradient_linearly),
     L2CT(test_every_reference_classifier_contributes),
