@@ -457,7 +457,8 @@ typedef struct l2c_attack_progress {
     int step, steps;          /* 1-based step within the trial, steps per trial */
     float victim_loss;        /* the real victim's loss on its poisoned batch */
     float clean_loss;         /* the look-ahead victim's loss on the clean batch (targeted: vs eta);
-                                 in the warm-up the classifier's loss against the warm-up targets */
+                                 in the warm-up the classifiers' loss against the warm-up targets
+                                 (with noise_weight, plus that weight times the noise-only loss) */
     double seconds;           /* wall time since l2c_attack_run started */
 } l2c_attack_progress;
 
@@ -490,6 +491,12 @@ typedef struct l2c_attack_config {
                               hypergradient: xi' also lowers the current victim's loss on its own
                               poisoned batch (true labels), so that victims learn the noise, not the
                               image, as the label (0: the paper's objective)        default 0 */
+    float noise_weight;    /* weight of a noise term in the warm-up and the anchor: the reference
+                              ensemble should also read the noise alone, x' - x, as w(y) (the
+                              objective adds noise_weight times that loss), so that the noise is a
+                              class pattern a victim can take for the label: a shortcut ("noise
+                              only" accuracy) at some cost in how far below chance the victims
+                              fall (README: the v0.10.0 study) (0: off)               default 0 */
     int warmup_shift;      /* input diversity: each reference member sees the poisoned batch
                               translated by a random (dx, dy) in [-shift, shift] pixels (zero fill),
                               drawn anew per member and step, in the warm-up and the anchor; noise
@@ -4162,6 +4169,7 @@ struct l2c_attack {
     float *shifted;                  /* batch-sized: a member's translated view (warmup_shift) */
     float *victim_view;              /* batch-sized: the victim's augmented view (victim_shift) */
     float *victim_xgrad;             /* batch-sized: the victim's input gradient on x' (shortcut) */
+    float *noise, *image_grad;       /* batch-sized: x' - x, and the image term's gradient (noise_weight) */
     int trials_done;
     int warmed_up;
     double started;
@@ -4204,6 +4212,7 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     if (cfg->objective != L2C_OBJ_LOOKAHEAD && cfg->objective != L2C_OBJ_ALIGN) return l2c__fail(L2C_EINVAL, "attack: objective %d is not L2C_OBJ_LOOKAHEAD or L2C_OBJ_ALIGN", cfg->objective);
     if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
     if (!(cfg->shortcut >= 0.0f && cfg->shortcut <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: shortcut %g must be in [0, 1e6]", cfg->shortcut);
+    if (!(cfg->noise_weight >= 0.0f && cfg->noise_weight <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: noise_weight %g must be in [0, 1e6]", cfg->noise_weight);
     if (cfg->warmup_steps < 0 || !(cfg->warmup_epochs >= 0.0f && cfg->warmup_epochs <= 1e4f) ||
         ((cfg->warmup_steps > 0 || cfg->anchor > 0.0f) && !(cfg->warmup_epochs > 0.0f)))
         return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs in (0, 1e4] when warming up or anchoring (%g)", cfg->warmup_epochs);
@@ -4278,12 +4287,14 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
     a->shifted = (float *)l2c__calloc(per * sizeof(float));
     a->victim_view = (float *)l2c__calloc(per * sizeof(float));
     a->victim_xgrad = (float *)l2c__calloc(per * sizeof(float));
+    a->noise = (float *)l2c__calloc(per * sizeof(float));
+    a->image_grad = (float *)l2c__calloc(per * sizeof(float));
     a->refs[0] = l2c_model_clone(victim);
     a->nrefs = 1;
     a->archs[0] = a->victim;
     a->arch_probes[0] = a->probe;
     a->narchs = 1;
-    if (!a->ref_grad || !a->shifted || !a->victim_view || !a->victim_xgrad || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
+    if (!a->ref_grad || !a->shifted || !a->victim_view || !a->victim_xgrad || !a->noise || !a->image_grad || !a->refs[0] || !a->frozen || !a->trainable || !a->victim || !a->probe || !a->gen_tape || !a->vic_tape || !a->x ||
         !a->seed_grad || !a->grad_plus || !a->y ||
         l2c_adam_init(&a->adam, a->trainable, cfg->gen_lr, 0.9f, 0.999f, 1e-8f, 0) ||
         l2c_sgd_init(&a->sgd, a->victim, cfg->victim_lr, cfg->victim_momentum, 0.0f) ||
@@ -4311,6 +4322,7 @@ L2C_API void l2c_attack_free(l2c_attack *a)
     L2C_FREE(a->x); L2C_FREE(a->seed_grad); L2C_FREE(a->grad_plus); L2C_FREE(a->y);
     { int k; for (k = 0; k < a->nrefs; k++) l2c_model_free(a->refs[k]); }
     L2C_FREE(a->ref_grad); L2C_FREE(a->shifted); L2C_FREE(a->victim_view); L2C_FREE(a->victim_xgrad);
+    L2C_FREE(a->noise); L2C_FREE(a->image_grad);
     l2c_batcher_free(&a->order);
     L2C_FREE(a);
 }
@@ -4818,6 +4830,25 @@ static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t d
     return L2C_OK;
 }
 
+/* The objective of the warm-up and the anchor on poisoned images xp of the clean batch in a->x:
+   the ensemble's loss against w(y) (l2c__reference_grad), plus cfg.noise_weight times its loss on
+   the noise alone, xp - x. The gradient with respect to xp goes to a->ref_grad (the noise's
+   gradient is xp's: x is fixed). */
+static int l2c__warmup_objective(l2c_attack *a, const float *xp, int n, uint64_t draw, float *loss_out)
+{
+    size_t i, size = (size_t)n * a->train->c * a->train->h * a->train->w;
+    const float weight = a->cfg.noise_weight;
+    float noise_loss;
+    if (l2c__reference_grad(a, xp, n, draw, a->w, loss_out)) return L2C_EINVAL;
+    if (!(weight > 0.0f)) return L2C_OK;
+    memcpy(a->image_grad, a->ref_grad, size * sizeof(float));
+    for (i = 0; i < size; i++) a->noise[i] = xp[i] - a->x[i];
+    if (l2c__reference_grad(a, a->noise, n, draw, a->w, &noise_loss)) return L2C_EINVAL;
+    for (i = 0; i < size; i++) a->ref_grad[i] = a->image_grad[i] + weight * a->ref_grad[i];
+    *loss_out += weight * noise_loss;
+    return L2C_OK;
+}
+
 /* The first (up to) a->cfg.batch training images of class y into x; returns how many. */
 static int l2c__class_images(const l2c_attack *a, int y, float *x, int *idx)
 {
@@ -4910,7 +4941,7 @@ static int l2c__generator_grad(l2c_attack *a, int n, float *clean_loss)
     if (!xp || l2c__hypergrad(a, xp->data, n, clean_loss)) return L2C_EINVAL;
     hyper2 = l2c__norm2(a->seed_grad, size);
     if (a->cfg.anchor > 0.0f) {
-        if (l2c__reference_grad(a, xp->data, n, L2C__DRAW_ANCHOR + (uint64_t)a->steps_done, a->w, &loss)) return L2C_EINVAL;
+        if (l2c__warmup_objective(a, xp->data, n, L2C__DRAW_ANCHOR + (uint64_t)a->steps_done, &loss)) return L2C_EINVAL;
         l2c__add_relative(a->seed_grad, a->ref_grad, size, a->cfg.anchor, hyper2);
     }
     if (a->cfg.shortcut > 0.0f) l2c__add_relative(a->seed_grad, a->victim_xgrad, size, a->cfg.shortcut, hyper2);
@@ -4992,7 +5023,7 @@ static int l2c__warmup_step(l2c_attack *a, l2c_adam *adam, int step, float *loss
     l2c_tensor *xp, *unclamped;
     l2c_tape_reset(a->gen_tape);
     xp = l2c__poisoned(a->gen_tape, a->trainable, a->x, n, a->cfg.eps, L2C_TRAIN, &unclamped);
-    if (!xp || l2c__reference_grad(a, xp->data, n, (uint64_t)step, a->w, loss_out)) return L2C_EINVAL;
+    if (!xp || l2c__warmup_objective(a, xp->data, n, (uint64_t)step, loss_out)) return L2C_EINVAL;
     l2c_model_zero_grad(a->trainable);
     if (l2c__backward_poison(a, xp, unclamped, a->ref_grad)) return L2C_EINVAL;
     l2c_adam_step(adam, a->trainable);

@@ -8,7 +8,7 @@
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
                        [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]
                        [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR] [--clamp-inward]
-                       [--untargeted-loss xent|complement]
+                       [--untargeted-loss xent|complement] [--noise-weight W]
 
    --targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10
    (K in 1..9; implies --targeted);
@@ -33,6 +33,8 @@
    --objective: what the trials optimise (lookahead: the paper's look-ahead loss; align: the
    cosine between the victim's poisoned-batch gradient and the clean-loss gradient);
    --shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);
+   --noise-weight: weight of a term in the warm-up and the anchor that makes the references read the
+   noise alone as w(y) too (a class pattern victims take for the label; default 0, README);
    --trial-victims: classifiers (as for --references) whose architectures the trials' imaginary
    victims take in turn after the reference CNN's.
 
@@ -189,6 +191,7 @@ int main(int argc, char **argv)
         }
         else if (!strcmp(a, "--victim-adam-lr")) cfg.victim_adam_lr = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--shortcut")) cfg.shortcut = (float)atof(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--noise-weight")) cfg.noise_weight = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--shift")) cfg.warmup_shift = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--victim-shift")) cfg.victim_shift = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--victim-momentum")) cfg.victim_momentum = (float)atof(arg_value(argc, argv, &i));

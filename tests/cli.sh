@@ -45,6 +45,7 @@ expect poison_rejects_bad_victim_optimizer 2 "victim-optimizer" $P --data "$T/go
 expect poison_rejects_adam_victim_with_momentum 1 "Adam victim" $P --data "$T/good" --out "$T/out" --victim-optimizer adam --victim-momentum 0.9
 expect poison_rejects_bad_untargeted_loss 2 "untargeted-loss" $P --data "$T/good" --out "$T/out" --untargeted-loss hinge
 expect poison_rejects_complement_when_targeted 1 "untargeted_loss" $P --data "$T/good" --out "$T/out" --untargeted-loss complement --targeted
+expect poison_rejects_negative_noise_weight 1 "noise_weight" $P --data "$T/good" --out "$T/out" --noise-weight -1
 expect poison_rejects_zero_adam_victim_lr 1 "victim_adam_lr" $P --data "$T/good" --out "$T/out" --victim-optimizer adam --victim-adam-lr 0
 expect poison_rejects_zero_reference_epochs 1 "warmup_epochs" $P --data "$T/good" --out "$T/out" --ref-epochs 0
 expect poison_rejects_negative_shortcut 1 "shortcut" $P --data "$T/good" --out "$T/out" --shortcut -1

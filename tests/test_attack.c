@@ -359,6 +359,9 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(objective, 2);
     TA_REFUSED(shortcut, -0.5f);
     TA_REFUSED(shortcut, (float)NAN);
+    TA_REFUSED(noise_weight, -0.5f);
+    TA_REFUSED(noise_weight, (float)NAN);
+    TA_REFUSED(noise_weight, 2e6f);
     TA_REFUSED(warmup_shift, -1);
     TA_REFUSED(warmup_shift, TA_SIDE);
     TA_REFUSED(victim_shift, -2);
@@ -845,6 +848,52 @@ static void test_anchor_adds_the_warmup_gradient_linearly(void)
     ta_teardown(&f);
 }
 
+/* The warm-up objective (ensemble of the victim's architecture and the linear classifier) at
+   poisoned images xp of the fixture's first batch: its loss, and its gradient in xp into grad. */
+static float ta_warmup_objective(l2c_attack *a, const float *xp, float *grad)
+{
+    float loss = NAN;
+    if (l2c__warmup_objective(a, xp, 4, 0, &loss)) return NAN;
+    if (grad) memcpy(grad, a->ref_grad, 4 * TA_SIDE * TA_SIDE * sizeof(float));
+    return loss;
+}
+
+/* noise_weight: the warm-up objective's gradient in x' matches a central difference of
+   L(x') + w L(x' - x) (the clean x fixed), and the noise term changes it. */
+static void test_noise_term_gradient_matches_finite_difference(void)
+{
+    enum { SIZE = 4 * TA_SIDE * TA_SIDE };
+    const float h = 1e-2f;
+    ta_fixture f;
+    l2c_model *lin = ta_linear();
+    l2c_attack *a;
+    float xp[SIZE], grad[SIZE], plain[SIZE];
+    double err = 0, norm = 0, change = 0;
+    int i;
+    REQUIRE(ta_setup(&f) && lin, "setup failed");
+    f.cfg.noise_weight = 0.7f;
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    REQUIRE(a && l2c_attack_add_reference(a, lin) == 0 && l2c__train_references(a) == 0 &&
+            l2c__load_batch(a, f.x, f.d.labels, 4) == 0, "setup failed: %s", l2c_error());
+    for (i = 0; i < SIZE; i++) xp[i] = f.x[i] + 0.25f * sinf(1.7f * (float)i);
+    REQUIRE(isfinite(ta_warmup_objective(a, xp, grad)), "objective failed: %s", l2c_error());
+    for (i = 0; i < SIZE; i++) {
+        const float keep = xp[i];
+        double up, down, fd;
+        xp[i] = keep + h; up = ta_warmup_objective(a, xp, NULL);
+        xp[i] = keep - h; down = ta_warmup_objective(a, xp, NULL);
+        xp[i] = keep;
+        fd = (up - down) / (2.0 * h);
+        err += (fd - grad[i]) * (fd - grad[i]); norm += (double)grad[i] * grad[i];
+    }
+    CHECK(norm > 0 && sqrt(err / norm) < 2e-3, "gradient vs central difference: relative error %g", sqrt(err / norm));
+    a->cfg.noise_weight = 0.0f;
+    REQUIRE(isfinite(ta_warmup_objective(a, xp, plain)), "objective failed: %s", l2c_error());
+    for (i = 0; i < SIZE; i++) change += (double)(grad[i] - plain[i]) * (grad[i] - plain[i]);
+    CHECK(change > 1e-2 * norm, "the noise term changed the gradient by only %g of %g", change, norm);
+    l2c_attack_free(a); l2c_model_free(lin); ta_teardown(&f);
+}
+
 /* Every member of the ensemble counts: adding the linear classifier turns the anchor's direction. */
 static void test_every_reference_classifier_contributes(void)
 {
@@ -1099,6 +1148,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_named_classifiers_are_distinct_mnist_networks),
     L2CT(test_add_reference_refuses_bad_classifiers),
     L2CT(test_anchor_adds_the_warmup_gradient_linearly),
+    L2CT(test_noise_term_gradient_matches_finite_difference),
     L2CT(test_every_reference_classifier_contributes),
     L2CT(test_attack_checkpoint_resumes_with_anchor),
     L2CT(test_attack_checkpoint_resumes_cosine_schedule),
