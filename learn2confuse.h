@@ -35,6 +35,10 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.10.0 attack knob noise_weight (the warm-up and the anchor also make the references read
+              the noise alone as w(y)), with a finite-difference test; l2c_mnist_classifier
+              "cnn-pt" (the PyTorch MNIST example's network, a held-out victim); the defaults are
+              unchanged (README: the v0.10.0 study)
        0.9.0  l2c_softmax_complement (-log(1 - p_t)); attack knobs untargeted_loss (the trials
               lower the look-ahead victim's complement loss) and pairing L2C_PAIR_REACHABLE (warm-up
               targets that eps-bounded perturbations reach), with tests; l2c_sgd_reset,
@@ -75,9 +79,9 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 9
+#define L2C_VERSION_MINOR 10
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.9.0"
+#define L2C_VERSION "0.10.0"
 
 #include <stddef.h>
 #include <stdint.h>
