@@ -5,6 +5,10 @@
 
    usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]
                      [--seed S] [--generator FILE --eps E] [--confusion-dir DIR] [--label-shift K] [--json]
+                     [--optimizer sgd|adam [--lr LR]] [--batch B]
+   --optimizer trains every network victim with one recipe instead of its own: SGD with momentum
+   0.9 (lr 0.01 unless --lr) or Adam (lr 1e-3 unless --lr); --batch sets every network's
+   mini-batch size (default 64, the victims' own) -- recipes the attack never saw.
    --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
    in the shape of the paper's Table 1.
    victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained
@@ -45,6 +49,17 @@ static const victim VICTIMS[] = {
 };
 #define NVICTIMS (int)(sizeof VICTIMS / sizeof VICTIMS[0])
 
+/* How a network victim trains: its own optimiser and lr, or those given on the command line. */
+typedef struct recipe { int adam; float lr; int batch; } recipe;
+static recipe chosen = { -1, 0.0f, 64 };   /* adam -1: each victim's own optimiser and lr */
+
+static recipe recipe_of(const victim *v)
+{
+    recipe r = chosen;
+    if (r.adam < 0) { r.adam = v->adam; r.lr = v->lr; }
+    return r;
+}
+
 static float *to_floats(const l2c_dataset *ds)
 {
     size_t i, n = (size_t)ds->n * ds->c * ds->h * ds->w;
@@ -73,7 +88,7 @@ static void augment(float *x, float *tmp, int n, int shift, l2c_rng *rng)
 }
 
 /* One epoch of the victim's recipe over the training set. */
-static int train_epoch(l2c_model *m, l2c_tape *t, const victim *v, l2c_sgd *sgd, l2c_adam *adam,
+static int train_epoch(l2c_model *m, l2c_tape *t, const victim *v, int use_adam, l2c_sgd *sgd, l2c_adam *adam,
                        const l2c_dataset *train, l2c_batcher *order, float *x, uint8_t *y)
 {
     float tmp[784];
@@ -91,7 +106,7 @@ static int train_epoch(l2c_model *m, l2c_tape *t, const victim *v, l2c_sgd *sgd,
         if (!loss) return -1;
         l2c_model_zero_grad(m);
         l2c_backward(t, loss);
-        if (v->adam) l2c_adam_step(adam, m); else l2c_sgd_step(sgd, m);
+        if (use_adam) l2c_adam_step(adam, m); else l2c_sgd_step(sgd, m);
     }
     return 0;
 }
@@ -136,22 +151,25 @@ static int evaluate_classic(const victim *vi, const l2c_dataset *train, const l2
 static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_dataset *test, const float *xtest,
                     const float *noise, int epochs, int label_shift, uint64_t seed, l2c_tape *tape, uint8_t *pred, result *r)
 {
+    const recipe rc_of = recipe_of(vi);
     l2c_model *m;
     l2c_sgd sgd;
     l2c_adam adam;
     l2c_batcher order;
     float *x;
-    uint8_t y[64];
+    uint8_t *y;
     int e, rc = 0;
     memset(r, 0, sizeof *r);
     if (vi->classic) return evaluate_classic(vi, train, test, xtest, noise, label_shift, seed, pred, r);
     r->noise_acc = -1;
     m = l2c_mnist_classifier(vi->arch, seed);
-    x = (float *)malloc(64 * 784 * sizeof(float));
-    if (!m || !x || (vi->adam ? l2c_adam_init(&adam, m, vi->lr, 0.9f, 0.999f, 1e-8f, 0) : l2c_sgd_init(&sgd, m, vi->lr, 0.9f, 0.0f)) ||
-        l2c_batcher_init(&order, train->n, 64, 1, seed)) return -1;
+    x = (float *)malloc((size_t)rc_of.batch * 784 * sizeof(float));
+    y = (uint8_t *)malloc((size_t)rc_of.batch);
+    if (!m || !x || !y ||
+        (rc_of.adam ? l2c_adam_init(&adam, m, rc_of.lr, 0.9f, 0.999f, 1e-8f, 0) : l2c_sgd_init(&sgd, m, rc_of.lr, 0.9f, 0.0f)) ||
+        l2c_batcher_init(&order, train->n, rc_of.batch, 1, seed)) return -1;
     for (e = 0; e < epochs && !rc; e++) {
-        rc = train_epoch(m, tape, vi, &sgd, &adam, train, &order, x, y) ||
+        rc = train_epoch(m, tape, vi, rc_of.adam, &sgd, &adam, train, &order, x, y) ||
              l2c_model_predict(m, tape, xtest, test->n, 500, pred);
         r->final_acc = share(pred, test->labels, test->n, 0);
         if (r->final_acc > r->peak_acc) r->peak_acc = r->final_acc;
@@ -162,8 +180,8 @@ static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_datase
         if (np && l2c_model_predict(m, tape, noise, test->n, 500, np) == 0) r->noise_acc = share(np, test->labels, test->n, 0);
         free(np);
     }
-    if (vi->adam) l2c_adam_free(&adam); else l2c_sgd_free(&sgd);
-    l2c_batcher_free(&order); l2c_model_free(m); free(x);
+    if (rc_of.adam) l2c_adam_free(&adam); else l2c_sgd_free(&sgd);
+    l2c_batcher_free(&order); l2c_model_free(m); free(x); free(y);
     return rc ? -1 : 0;
 }
 
@@ -219,14 +237,22 @@ static const char *unknown_victim(const char *list)
     return NULL;
 }
 
+/* The command line's recipe in words, or "" when every victim keeps its own. */
+static void describe_recipe(char *buf, size_t size)
+{
+    if (chosen.adam < 0 && chosen.batch == 64) buf[0] = 0;
+    else if (chosen.adam < 0) snprintf(buf, size, "its own optimiser and lr, batch %d", chosen.batch);
+    else snprintf(buf, size, "%s lr %g, batch %d", chosen.adam ? "Adam" : "SGD momentum 0.9", chosen.lr, chosen.batch);
+}
+
 static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf(buf, "%.2f", 100 * v); }
 
 int main(int argc, char **argv)
 {
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
     const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug,knn,forest", *gen_path = NULL, *conf_dir = NULL;
-    int epochs = 2, label_shift = 1, json = 0, i, v, first = 1;
-    char map_col[16];
+    int epochs = 2, label_shift = 1, json = 0, lr_given = 0, i, v, first = 1;
+    char map_col[16], override_text[96];
     unsigned long seed = 7;
     float eps = 0.3f, *xtest, *noise = NULL;
     uint8_t *pred;
@@ -248,6 +274,12 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--eps")) eps = (float)atof(val);
         else if (!strcmp(a, "--confusion-dir")) conf_dir = val;
         else if (!strcmp(a, "--label-shift")) label_shift = atoi(val);
+        else if (!strcmp(a, "--optimizer")) {
+            if (strcmp(val, "sgd") && strcmp(val, "adam")) { fprintf(stderr, "eval_mnist: --optimizer is sgd or adam\n"); return 2; }
+            chosen.adam = !strcmp(val, "adam");
+        }
+        else if (!strcmp(a, "--lr")) { chosen.lr = (float)atof(val); lr_given = 1; }
+        else if (!strcmp(a, "--batch")) chosen.batch = atoi(val);
         else { fprintf(stderr, "eval_mnist: unknown option %s (see examples/eval_mnist.c)\n", a); return 2; }
     }
     if (unknown_victim(list)) { fprintf(stderr, "eval_mnist: unknown victim %s (see the top of examples/eval_mnist.c)\n", unknown_victim(list)); return 2; }
@@ -255,6 +287,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "eval_mnist: need --epochs >= 1, --eps in (0, 1] and --label-shift in 1..9\n");
         return 2;
     }
+    if (chosen.batch < 2 || chosen.batch > 4096 || (lr_given && (chosen.adam < 0 || !(chosen.lr > 0.0f && chosen.lr <= 10.0f)))) {
+        fprintf(stderr, "eval_mnist: need --batch in [2, 4096], and --lr in (0, 10] only with --optimizer\n");
+        return 2;
+    }
+    if (chosen.adam >= 0 && !lr_given) chosen.lr = chosen.adam ? 1e-3f : 0.01f;
     snprintf(map_col, sizeof map_col, "y+%d %%", label_shift);
     if (load_set(&train, train_dir, "train") || load_set(&test, test_dir, "t10k") ||
         (base_dir && load_set(&base, base_dir, "train"))) return 1;
@@ -262,14 +299,18 @@ int main(int argc, char **argv)
     pred = (uint8_t *)malloc((size_t)test.n);
     tape = l2c_tape_new();
     if (gen_path && !(noise = noise_only(gen_path, &test, xtest, eps))) return 1;
-    if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"label_shift\": %d, \"victims\": [", train_dir, epochs, label_shift);
-    else printf("%-10s %-46s %8s %8s %8s %8s %8s\n", "victim", "recipe (2 epochs unless --epochs)", base_dir ? "clean%" : "",
+    describe_recipe(override_text, sizeof override_text);
+    if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"victims\": [",
+                     train_dir, epochs, label_shift, override_text);
+    else if (override_text[0]) printf("recipe override: every network victim trains with %s\n", override_text);
+    if (!json) printf("%-10s %-46s %8s %8s %8s %8s %8s\n", "victim", "recipe (2 epochs unless --epochs)", base_dir ? "clean%" : "",
                 "final%", "peak%", map_col, "noise%");
 
     for (v = 0; v < NVICTIMS; v++) {
         const victim *vi = &VICTIMS[v];
         result r, rb;
         char c0[32], c1[32], c2[32], c3[32], c4[32];
+        const char *recipe_text = override_text[0] && !vi->classic ? override_text : vi->recipe;
         if (!listed(list, vi->name)) continue;
         rb.final_acc = -1;
         if ((base_dir && evaluate(vi, &base, &test, xtest, NULL, epochs, label_shift, seed, tape, pred, &rb)) ||
@@ -280,10 +321,10 @@ int main(int argc, char **argv)
         if (json)
             printf("%s\n  {\"name\": \"%s\", \"recipe\": \"%s\", \"clean_train_acc\": %.4f, \"final_acc\": %.4f, \"peak_acc\": %.4f, "
                    "\"label_map_success\": %.4f, \"noise_only_acc\": %.4f}",
-                   first ? "" : ",", vi->name, vi->recipe, rb.final_acc, r.final_acc, r.peak_acc, r.shifted, r.noise_acc);
+                   first ? "" : ",", vi->name, recipe_text, rb.final_acc, r.final_acc, r.peak_acc, r.shifted, r.noise_acc);
         else {
             pct(c0, rb.final_acc); pct(c1, r.final_acc); pct(c2, r.peak_acc); pct(c3, r.shifted); pct(c4, r.noise_acc);
-            printf("%-10s %-46s %8s %8s %8s %8s %8s\n", vi->name, vi->recipe, base_dir ? c0 : "", c1, c2, c3, c4);
+            printf("%-10s %-46s %8s %8s %8s %8s %8s\n", vi->name, recipe_text, base_dir ? c0 : "", c1, c2, c3, c4);
         }
         fflush(stdout);
         first = 0;

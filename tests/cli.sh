@@ -102,6 +102,12 @@ expect eval_rejects_count_mismatch 1 "labels" $E --train "$T/mismatch"
 expect eval_rejects_unknown_victim 2 "unknown victim resnet" $E --train "$T/good" --victims mlp,resnet
 expect eval_rejects_eps 2 "eps" $E --train "$T/good" --eps 2
 expect eval_rejects_label_shift 2 "label-shift" $E --train "$T/good" --label-shift 10
+expect eval_trains_with_a_given_recipe 0 "softmax    Adam lr 0.002, batch 16" $E --train "$T/good" --optimizer adam --lr 0.002 --batch 16
+expect eval_rejects_unknown_optimizer 2 "sgd or adam" $E --train "$T/good" --optimizer rmsprop
+expect eval_rejects_lr_without_optimizer 2 "only with --optimizer" $E --train "$T/good" --lr 0.1
+expect eval_rejects_batch_of_one 2 "batch in" $E --train "$T/good" --batch 1
+expect eval_rejects_nan_lr 2 "lr in" $E --train "$T/good" --optimizer sgd --lr nan
+expect eval_rejects_zero_lr 2 "lr in" $E --train "$T/good" --optimizer sgd --lr 0
 expect eval_reports_a_label_shift 0 "y+9 %" $E --train "$T/shifted" --label-shift 9
 mkdir -p "$T/same"   # a test set that is the training set: each image's nearest neighbour is itself
 cp "$T/good/train-images-idx3-ubyte" "$T/same/"; cp "$T/good/train-labels-idx1-ubyte" "$T/same/"
