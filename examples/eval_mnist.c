@@ -151,7 +151,7 @@ static int evaluate_classic(const victim *vi, const l2c_dataset *train, const l2
 static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_dataset *test, const float *xtest,
                     const float *noise, int epochs, int label_shift, uint64_t seed, l2c_tape *tape, uint8_t *pred, result *r)
 {
-    const recipe rc_of = recipe_of(vi);
+    const recipe rec = recipe_of(vi);
     l2c_model *m;
     l2c_sgd sgd;
     l2c_adam adam;
@@ -163,13 +163,13 @@ static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_datase
     if (vi->classic) return evaluate_classic(vi, train, test, xtest, noise, label_shift, seed, pred, r);
     r->noise_acc = -1;
     m = l2c_mnist_classifier(vi->arch, seed);
-    x = (float *)malloc((size_t)rc_of.batch * 784 * sizeof(float));
-    y = (uint8_t *)malloc((size_t)rc_of.batch);
+    x = (float *)malloc((size_t)rec.batch * 784 * sizeof(float));
+    y = (uint8_t *)malloc((size_t)rec.batch);
     if (!m || !x || !y ||
-        (rc_of.adam ? l2c_adam_init(&adam, m, rc_of.lr, 0.9f, 0.999f, 1e-8f, 0) : l2c_sgd_init(&sgd, m, rc_of.lr, 0.9f, 0.0f)) ||
-        l2c_batcher_init(&order, train->n, rc_of.batch, 1, seed)) return -1;
+        (rec.adam ? l2c_adam_init(&adam, m, rec.lr, 0.9f, 0.999f, 1e-8f, 0) : l2c_sgd_init(&sgd, m, rec.lr, 0.9f, 0.0f)) ||
+        l2c_batcher_init(&order, train->n, rec.batch, 1, seed)) return -1;
     for (e = 0; e < epochs && !rc; e++) {
-        rc = train_epoch(m, tape, vi, rc_of.adam, &sgd, &adam, train, &order, x, y) ||
+        rc = train_epoch(m, tape, vi, rec.adam, &sgd, &adam, train, &order, x, y) ||
              l2c_model_predict(m, tape, xtest, test->n, 500, pred);
         r->final_acc = share(pred, test->labels, test->n, 0);
         if (r->final_acc > r->peak_acc) r->peak_acc = r->final_acc;
@@ -180,7 +180,7 @@ static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_datase
         if (np && l2c_model_predict(m, tape, noise, test->n, 500, np) == 0) r->noise_acc = share(np, test->labels, test->n, 0);
         free(np);
     }
-    if (rc_of.adam) l2c_adam_free(&adam); else l2c_sgd_free(&sgd);
+    if (rec.adam) l2c_adam_free(&adam); else l2c_sgd_free(&sgd);
     l2c_batcher_free(&order); l2c_model_free(m); free(x); free(y);
     return rc ? -1 : 0;
 }
