@@ -51,7 +51,8 @@ static const victim VICTIMS[] = {
 
 /* How a network victim trains: its own optimiser and lr, or those given on the command line. */
 typedef struct recipe { int adam; float lr; int batch; } recipe;
-static recipe chosen = { -1, 0.0f, 64 };   /* adam -1: each victim's own optimiser and lr */
+enum { OWN_BATCH = 64 };   /* every victim's own mini-batch size */
+static recipe chosen = { -1, 0.0f, OWN_BATCH };   /* adam -1: each victim's own optimiser and lr */
 
 static recipe recipe_of(const victim *v)
 {
@@ -240,7 +241,7 @@ static const char *unknown_victim(const char *list)
 /* The command line's recipe in words, or "" when every victim keeps its own. */
 static void describe_recipe(char *buf, size_t size)
 {
-    if (chosen.adam < 0 && chosen.batch == 64) buf[0] = 0;
+    if (chosen.adam < 0 && chosen.batch == OWN_BATCH) buf[0] = 0;
     else if (chosen.adam < 0) snprintf(buf, size, "its own optimiser and lr, batch %d", chosen.batch);
     else snprintf(buf, size, "%s lr %g, batch %d", chosen.adam ? "Adam" : "SGD momentum 0.9", chosen.lr, chosen.batch);
 }
