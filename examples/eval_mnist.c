@@ -159,30 +159,35 @@ static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_datase
     l2c_batcher order;
     float *x;
     uint8_t *y;
-    int e, rc = 0;
+    int e, rc = -1, have_opt = 0, have_order = 0;
     memset(r, 0, sizeof *r);
     if (vi->classic) return evaluate_classic(vi, train, test, xtest, noise, label_shift, seed, pred, r);
     r->noise_acc = -1;
     m = l2c_mnist_classifier(vi->arch, seed);
     x = (float *)malloc((size_t)rec.batch * 784 * sizeof(float));
     y = (uint8_t *)malloc((size_t)rec.batch);
-    if (!m || !x || !y ||
-        (rec.adam ? l2c_adam_init(&adam, m, rec.lr, 0.9f, 0.999f, 1e-8f, 0) : l2c_sgd_init(&sgd, m, rec.lr, 0.9f, 0.0f)) ||
-        l2c_batcher_init(&order, train->n, rec.batch, 1, seed)) return -1;
+    if (!x || !y) fprintf(stderr, "eval_mnist: %s: out of memory\n", vi->name);
+    else if (m) have_opt = !(rec.adam ? l2c_adam_init(&adam, m, rec.lr, 0.9f, 0.999f, 1e-8f, 0)
+                                      : l2c_sgd_init(&sgd, m, rec.lr, 0.9f, 0.0f));
+    if (have_opt) have_order = !l2c_batcher_init(&order, train->n, rec.batch, 1, seed);
+    if (have_order) rc = 0;
     for (e = 0; e < epochs && !rc; e++) {
         rc = train_epoch(m, tape, vi, rec.adam, &sgd, &adam, train, &order, x, y) ||
              l2c_model_predict(m, tape, xtest, test->n, 500, pred);
         r->final_acc = share(pred, test->labels, test->n, 0);
         if (r->final_acc > r->peak_acc) r->peak_acc = r->final_acc;
     }
-    r->shifted = share(pred, test->labels, test->n, label_shift);
+    if (!rc) r->shifted = share(pred, test->labels, test->n, label_shift);
     if (!rc && noise) {
         uint8_t *np = (uint8_t *)malloc((size_t)test->n);
-        if (np && l2c_model_predict(m, tape, noise, test->n, 500, np) == 0) r->noise_acc = share(np, test->labels, test->n, 0);
+        if (!np) fprintf(stderr, "eval_mnist: %s: out of memory\n", vi->name);
+        if (!np || l2c_model_predict(m, tape, noise, test->n, 500, np)) rc = -1;
+        else r->noise_acc = share(np, test->labels, test->n, 0);
         free(np);
     }
-    if (rec.adam) l2c_adam_free(&adam); else l2c_sgd_free(&sgd);
-    l2c_batcher_free(&order); l2c_model_free(m); free(x); free(y);
+    if (have_opt) { if (rec.adam) l2c_adam_free(&adam); else l2c_sgd_free(&sgd); }
+    if (have_order) l2c_batcher_free(&order);
+    l2c_model_free(m); free(x); free(y);
     return rc ? -1 : 0;
 }
 
