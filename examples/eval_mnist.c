@@ -5,10 +5,12 @@
 
    usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]
                      [--seed S] [--generator FILE --eps E] [--confusion-dir DIR] [--label-shift K] [--json]
-                     [--optimizer sgd|adam [--lr LR]] [--batch B]
+                     [--optimizer sgd|adam [--lr LR]] [--batch B] [--augment P]
    --optimizer trains every network victim with one recipe instead of its own: SGD with momentum
    0.9 (lr 0.01 unless --lr) or Adam (lr 1e-3 unless --lr); --batch sets every network's
-   mini-batch size (default 64, the victims' own) -- recipes the attack never saw.
+   mini-batch size (default 64, the victims' own); --augment P moves each of every network's
+   training images by its own random offset of up to P pixels (0..4; 0: no augmentation, not even
+   cnn3x3-aug's) -- recipes the attack never saw.
    --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
    in the shape of the paper's Table 1.
    victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained
@@ -49,15 +51,17 @@ static const victim VICTIMS[] = {
 };
 #define NVICTIMS (int)(sizeof VICTIMS / sizeof VICTIMS[0])
 
-/* How a network victim trains: its own optimiser and lr, or those given on the command line. */
-typedef struct recipe { int adam; float lr; int batch; } recipe;
-enum { OWN_BATCH = 64 };   /* every victim's own mini-batch size */
-static recipe chosen = { -1, 0.0f, OWN_BATCH };   /* adam -1: each victim's own optimiser and lr */
+/* How a network victim trains: its own optimiser, lr and augmentation, or those given on the
+   command line. */
+typedef struct recipe { int adam; float lr; int batch, shift; } recipe;
+enum { OWN_BATCH = 64, MAX_AUGMENT = 4 };   /* every victim's own mini-batch size; the largest --augment */
+static recipe chosen = { -1, 0.0f, OWN_BATCH, -1 };   /* adam, shift -1: each victim's own */
 
 static recipe recipe_of(const victim *v)
 {
     recipe r = chosen;
     if (r.adam < 0) { r.adam = v->adam; r.lr = v->lr; }
+    if (r.shift < 0) r.shift = v->shift;
     return r;
 }
 
@@ -88,8 +92,8 @@ static void augment(float *x, float *tmp, int n, int shift, l2c_rng *rng)
     }
 }
 
-/* One epoch of the victim's recipe over the training set. */
-static int train_epoch(l2c_model *m, l2c_tape *t, const victim *v, int use_adam, l2c_sgd *sgd, l2c_adam *adam,
+/* One epoch of a victim's recipe over the training set. */
+static int train_epoch(l2c_model *m, l2c_tape *t, const recipe *rec, l2c_sgd *sgd, l2c_adam *adam,
                        const l2c_dataset *train, l2c_batcher *order, float *x, uint8_t *y)
 {
     float tmp[784];
@@ -99,7 +103,7 @@ static int train_epoch(l2c_model *m, l2c_tape *t, const victim *v, int use_adam,
         l2c_tensor *in, *out, *loss;
         if (n < 2) continue;   /* batch norm needs two samples */
         l2c_dataset_gather(train, idx, n, x, y);
-        if (v->shift) augment(x, tmp, n, v->shift, &order->rng);   /* the batcher's generator: seeded */
+        if (rec->shift) augment(x, tmp, n, rec->shift, &order->rng);   /* the batcher's generator: seeded */
         l2c_tape_reset(t);
         in = l2c_tape_input(t, n, 1, 28, 28, x, 0);
         out = in ? l2c_model_forward(t, m, in, L2C_TRAIN) : NULL;
@@ -107,7 +111,7 @@ static int train_epoch(l2c_model *m, l2c_tape *t, const victim *v, int use_adam,
         if (!loss) return -1;
         l2c_model_zero_grad(m);
         l2c_backward(t, loss);
-        if (use_adam) l2c_adam_step(adam, m); else l2c_sgd_step(sgd, m);
+        if (rec->adam) l2c_adam_step(adam, m); else l2c_sgd_step(sgd, m);
     }
     return 0;
 }
@@ -172,7 +176,7 @@ static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_datase
     if (have_opt) have_order = !l2c_batcher_init(&order, train->n, rec.batch, 1, seed);
     if (have_order) rc = 0;
     for (e = 0; e < epochs && !rc; e++) {
-        rc = train_epoch(m, tape, vi, rec.adam, &sgd, &adam, train, &order, x, y) ||
+        rc = train_epoch(m, tape, &rec, &sgd, &adam, train, &order, x, y) ||
              l2c_model_predict(m, tape, xtest, test->n, 500, pred);
         r->final_acc = share(pred, test->labels, test->n, 0);
         if (r->final_acc > r->peak_acc) r->peak_acc = r->final_acc;
@@ -246,9 +250,24 @@ static const char *unknown_victim(const char *list)
 /* The command line's recipe in words, or "" when every victim keeps its own. */
 static void describe_recipe(char *buf, size_t size)
 {
-    if (chosen.adam < 0 && chosen.batch == OWN_BATCH) buf[0] = 0;
-    else if (chosen.adam < 0) snprintf(buf, size, "its own optimiser and lr, batch %d", chosen.batch);
-    else snprintf(buf, size, "%s lr %g, batch %d", chosen.adam ? "Adam" : "SGD momentum 0.9", chosen.lr, chosen.batch);
+    char shift[40] = "";
+    int len = 0;
+    if (chosen.shift == 0) strcpy(shift, ", no augmentation");
+    else if (chosen.shift > 0) sprintf(shift, ", random shifts of +-%d px", chosen.shift);
+    if (chosen.adam < 0 && chosen.batch == OWN_BATCH && chosen.shift < 0) buf[0] = 0;
+    else if (chosen.adam < 0) len = snprintf(buf, size, "its own optimiser and lr, batch %d", chosen.batch);
+    else len = snprintf(buf, size, "%s lr %g, batch %d", chosen.adam ? "Adam" : "SGD momentum 0.9", chosen.lr, chosen.batch);
+    if (len > 0 && (size_t)len < size) snprintf(buf + len, size - (size_t)len, "%s", shift);
+}
+
+/* A whole number of pixels in 0..MAX_AUGMENT, or 0 (not a number, or out of range). */
+static int parse_pixels(const char *text, int *out)
+{
+    char *end;
+    long p = strtol(text, &end, 10);
+    if (end == text || *end || p < 0 || p > MAX_AUGMENT) return 0;
+    *out = (int)p;
+    return 1;
 }
 
 static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf(buf, "%.2f", 100 * v); }
@@ -257,6 +276,7 @@ int main(int argc, char **argv)
 {
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
     const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug,knn,forest", *gen_path = NULL, *conf_dir = NULL;
+    const char *augment_arg = NULL;
     int epochs = 2, label_shift = 1, json = 0, lr_given = 0, i, v, first = 1;
     char map_col[16], override_text[96];
     unsigned long seed = 7;
@@ -286,6 +306,7 @@ int main(int argc, char **argv)
         }
         else if (!strcmp(a, "--lr")) { chosen.lr = (float)atof(val); lr_given = 1; }
         else if (!strcmp(a, "--batch")) chosen.batch = atoi(val);
+        else if (!strcmp(a, "--augment")) augment_arg = val;
         else { fprintf(stderr, "eval_mnist: unknown option %s (see examples/eval_mnist.c)\n", a); return 2; }
     }
     if (unknown_victim(list)) { fprintf(stderr, "eval_mnist: unknown victim %s (see the top of examples/eval_mnist.c)\n", unknown_victim(list)); return 2; }
@@ -295,6 +316,10 @@ int main(int argc, char **argv)
     }
     if (chosen.batch < 2 || chosen.batch > 4096 || (lr_given && (chosen.adam < 0 || !(chosen.lr > 0.0f && chosen.lr <= 10.0f)))) {
         fprintf(stderr, "eval_mnist: need --batch in [2, 4096], and --lr in (0, 10] only with --optimizer\n");
+        return 2;
+    }
+    if (augment_arg && !parse_pixels(augment_arg, &chosen.shift)) {
+        fprintf(stderr, "eval_mnist: need --augment in 0..%d pixels, not %s\n", MAX_AUGMENT, augment_arg);
         return 2;
     }
     if (chosen.adam >= 0 && !lr_given) chosen.lr = chosen.adam ? 1e-3f : 0.01f;
