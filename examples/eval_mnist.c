@@ -260,7 +260,7 @@ static void describe_recipe(char *buf, size_t size)
     if (len > 0 && (size_t)len < size) snprintf(buf + len, size - (size_t)len, "%s", shift);
 }
 
-/* A whole number of pixels in 0..MAX_AUGMENT, or 0 (not a number, or out of range). */
+/* Reads a whole number of pixels in 0..MAX_AUGMENT into *out; returns 0 if text is not one. */
 static int parse_pixels(const char *text, int *out)
 {
     char *end;
