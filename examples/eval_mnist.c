@@ -344,9 +344,11 @@ int main(int argc, char **argv)
         const char *recipe_text = override_text[0] && !vi->classic ? override_text : vi->recipe;
         if (!listed(list, vi->name)) continue;
         rb.final_acc = -1;
+        l2c_clear_error();
         if ((base_dir && evaluate(vi, &base, &test, xtest, NULL, epochs, label_shift, seed, tape, pred, &rb)) ||
             evaluate(vi, &train, &test, xtest, noise, epochs, label_shift, seed, tape, pred, &r)) {
-            fprintf(stderr, "eval_mnist: %s: %s\n", vi->name, l2c_error()); return 1;
+            if (l2c_error()[0]) fprintf(stderr, "eval_mnist: %s: %s\n", vi->name, l2c_error());   /* else said above */
+            return 1;
         }
         if (conf_dir) write_confusion(conf_dir, vi->name, pred, test.labels, test.n);
         if (json)
