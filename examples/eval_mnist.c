@@ -21,6 +21,7 @@
    (default: all but cnn-pt) */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,24 +251,22 @@ static const char *unknown_victim(const char *list)
 /* The command line's recipe in words, or "" when every victim keeps its own. */
 static void describe_recipe(char *buf, size_t size)
 {
-    char shift[40] = "";
-    int len = 0;
+    char optimiser[48], shift[40] = "";
+    if (chosen.adam < 0 && chosen.batch == OWN_BATCH && chosen.shift < 0) { buf[0] = 0; return; }
+    if (chosen.adam < 0) strcpy(optimiser, "its own optimiser and lr");
+    else sprintf(optimiser, "%s lr %g", chosen.adam ? "Adam" : "SGD momentum 0.9", chosen.lr);
     if (chosen.shift == 0) strcpy(shift, ", no augmentation");
     else if (chosen.shift > 0) sprintf(shift, ", random shifts of +-%d px", chosen.shift);
-    if (chosen.adam < 0 && chosen.batch == OWN_BATCH && chosen.shift < 0) buf[0] = 0;
-    else if (chosen.adam < 0) len = snprintf(buf, size, "its own optimiser and lr, batch %d", chosen.batch);
-    else len = snprintf(buf, size, "%s lr %g, batch %d", chosen.adam ? "Adam" : "SGD momentum 0.9", chosen.lr, chosen.batch);
-    if (len > 0 && (size_t)len < size) snprintf(buf + len, size - (size_t)len, "%s", shift);
+    snprintf(buf, size, "%s, batch %d%s", optimiser, chosen.batch, shift);
 }
 
-/* Reads a whole number of pixels in 0..MAX_AUGMENT into *out; returns 0 if text is not one. */
-static int parse_pixels(const char *text, int *out)
+/* The whole decimal number in text, or `invalid` when text is not one (the range checks then
+   refuse it: "16x" is not 16). */
+static int whole_number(const char *text, int invalid)
 {
     char *end;
-    long p = strtol(text, &end, 10);
-    if (end == text || *end || p < 0 || p > MAX_AUGMENT) return 0;
-    *out = (int)p;
-    return 1;
+    long v = strtol(text, &end, 10);
+    return end == text || *end || v < INT_MIN || v > INT_MAX ? invalid : (int)v;
 }
 
 static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf(buf, "%.2f", 100 * v); }
@@ -293,20 +292,20 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--train")) train_dir = val;
         else if (!strcmp(a, "--test")) test_dir = val;
         else if (!strcmp(a, "--baseline")) base_dir = val;
-        else if (!strcmp(a, "--epochs")) epochs = atoi(val);
+        else if (!strcmp(a, "--epochs")) epochs = whole_number(val, 0);
         else if (!strcmp(a, "--victims")) list = val;
         else if (!strcmp(a, "--seed")) seed = strtoul(val, NULL, 10);
         else if (!strcmp(a, "--generator")) gen_path = val;
         else if (!strcmp(a, "--eps")) eps = (float)atof(val);
         else if (!strcmp(a, "--confusion-dir")) conf_dir = val;
-        else if (!strcmp(a, "--label-shift")) label_shift = atoi(val);
+        else if (!strcmp(a, "--label-shift")) label_shift = whole_number(val, 0);
         else if (!strcmp(a, "--optimizer")) {
             if (strcmp(val, "sgd") && strcmp(val, "adam")) { fprintf(stderr, "eval_mnist: --optimizer is sgd or adam\n"); return 2; }
             chosen.adam = !strcmp(val, "adam");
         }
         else if (!strcmp(a, "--lr")) { chosen.lr = (float)atof(val); lr_given = 1; }
-        else if (!strcmp(a, "--batch")) chosen.batch = atoi(val);
-        else if (!strcmp(a, "--augment")) augment_arg = val;
+        else if (!strcmp(a, "--batch")) chosen.batch = whole_number(val, 0);
+        else if (!strcmp(a, "--augment")) { augment_arg = val; chosen.shift = whole_number(val, MAX_AUGMENT + 1); }
         else { fprintf(stderr, "eval_mnist: unknown option %s (see examples/eval_mnist.c)\n", a); return 2; }
     }
     if (unknown_victim(list)) { fprintf(stderr, "eval_mnist: unknown victim %s (see the top of examples/eval_mnist.c)\n", unknown_victim(list)); return 2; }
@@ -318,7 +317,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "eval_mnist: need --batch in [2, 4096], and --lr in (0, 10] only with --optimizer\n");
         return 2;
     }
-    if (augment_arg && !parse_pixels(augment_arg, &chosen.shift)) {
+    if (augment_arg && (chosen.shift < 0 || chosen.shift > MAX_AUGMENT)) {
         fprintf(stderr, "eval_mnist: need --augment in 0..%d pixels, not %s\n", MAX_AUGMENT, augment_arg);
         return 2;
     }

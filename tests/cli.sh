@@ -106,6 +106,8 @@ expect eval_trains_with_a_given_recipe 0 "softmax    Adam lr 0.002, batch 16" $E
 expect eval_rejects_unknown_optimizer 2 "sgd or adam" $E --train "$T/good" --optimizer rmsprop
 expect eval_rejects_lr_without_optimizer 2 "only with --optimizer" $E --train "$T/good" --lr 0.1
 expect eval_rejects_batch_of_one 2 "batch in" $E --train "$T/good" --batch 1
+expect eval_rejects_batch_not_a_number 2 "batch in" $E --train "$T/good" --batch 16x
+expect eval_rejects_epochs_not_a_number 2 "epochs >= 1" $E --train "$T/good" --epochs 2e
 expect eval_trains_with_augmentation 0 "^cnn  *its own optimiser and lr, batch 64, random shifts of +-2 px" $E --train "$T/good" --victims cnn --augment 2
 expect eval_rejects_augment_beyond_four 2 "augment in 0..4 pixels, not 5" $E --train "$T/good" --augment 5
 expect eval_rejects_augment_not_a_number 2 "augment in 0..4 pixels, not 2px" $E --train "$T/good" --augment 2px
