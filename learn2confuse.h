@@ -35,6 +35,10 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.11.0 l2c_softmax_kl (T^2 KL(q || softmax(z / T)) against target distributions); attack
+              knob warmup_temperature (soft warm-up targets: each member's softened output on a
+              random clean image of class w(y)), with finite-difference tests; the defaults are
+              unchanged (README: study of 2026-12-04, night)
        0.10.0 attack knob noise_weight (the warm-up and the anchor also make the references read
               the noise alone as w(y)), with a finite-difference test; l2c_mnist_classifier
               "cnn-pt" (the PyTorch MNIST example's network, a held-out victim); the defaults are
@@ -79,9 +83,9 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 10
+#define L2C_VERSION_MINOR 11
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.10.0"
+#define L2C_VERSION "0.11.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -233,6 +237,11 @@ L2C_API l2c_tensor *l2c_softmax_xent(l2c_tape *t, l2c_tensor *logits, const uint
    keeps pushing samples that are already wrong just as hard. Needs K >= 2. Returns 1x1x1x1. */
 L2C_API l2c_tensor *l2c_softmax_complement(l2c_tape *t, l2c_tensor *logits, const uint8_t *labels,
                                            const int *label_map);
+/* Mean over the batch of T^2 KL(q_i || softmax(z_i / T)): how far the softened output on sample i
+   is from a target distribution q_i (targets: N x K probabilities, each row non-negative and
+   summing to 1 within 1e-3), at temperature T > 0 (distillation's loss; T = 1 and one-hot rows
+   give the cross-entropy). d/dz_i = T (softmax(z_i / T) - q_i) / N. Returns 1x1x1x1. */
+L2C_API l2c_tensor *l2c_softmax_kl(l2c_tape *t, l2c_tensor *logits, const float *targets, float temperature);
 
 /* ================================================================================================
    5. MODELS
@@ -501,6 +510,13 @@ typedef struct l2c_attack_config {
                               class pattern a victim can take for the label: a shortcut ("noise
                               only" accuracy) at some cost in how far below chance the victims
                               fall (README: the v0.10.0 study) (0: off)               default 0 */
+    float warmup_temperature; /* soft warm-up targets: 0, the warm-up and the anchor push each
+                              member towards the one-hot class w(y) (cross-entropy); T > 0, towards
+                              that member's own output, softened at temperature T, on a clean
+                              training image of class w(y) drawn at random per image and step
+                              (l2c_softmax_kl): the poison then carries what a real w(y) looks like
+                              to the member, not only its label (README: study of 2026-12-04,
+                              night)                                                   default 0 */
     int warmup_shift;      /* input diversity: each reference member sees the poisoned batch
                               translated by a random (dx, dy) in [-shift, shift] pixels (zero fill),
                               drawn anew per member and step, in the warm-up and the anchor; noise
@@ -3018,7 +3034,7 @@ L2C_API l2c_tensor *l2c_avgpool(l2c_tape *t, l2c_tensor *x, int k, int stride) {
 
 /* -- softmax cross-entropy and its complement */
 
-/* Both losses save d loss_i / d z_i per sample at the forward pass; the backward scales by 1/n. */
+/* The softmax losses save d loss_i / d z_i per sample at the forward pass; the backward scales by 1/n. */
 static void l2c__softmax_loss_backward(l2c__node *nd)
 {
     l2c_tensor *z = nd->in[0];
@@ -3095,6 +3111,59 @@ L2C_API l2c_tensor *l2c_softmax_complement(l2c_tape *t, l2c_tensor *logits, cons
                                            const int *label_map)
 {
     return l2c__softmax_loss("l2c_softmax_complement", t, logits, labels, label_map, 1);
+}
+
+/* Whether row q of k entries is a probability distribution (non-negative, sums to 1 within 1e-3). */
+static int l2c__is_distribution(const float *q, int k)
+{
+    double sum = 0.0;
+    int j;
+    for (j = 0; j < k; j++) {
+        if (!(q[j] >= 0.0f && q[j] <= 1.0f)) return 0;
+        sum += q[j];
+    }
+    return fabs(sum - 1.0) <= 1e-3;
+}
+
+/* One sample's T^2 KL(q || p), p = softmax(z / T), and d/dz = T (p - q) into dz. */
+static double l2c__kl_sample_loss(const float *z, const float *q, int k, float T, float *dz)
+{
+    double zmax = -HUGE_VAL, sum = 0.0, loss = 0.0;
+    int j;
+    for (j = 0; j < k; j++) if (z[j] / T > zmax) zmax = z[j] / T;
+    for (j = 0; j < k; j++) sum += exp(z[j] / T - zmax);
+    for (j = 0; j < k; j++) {
+        double logp = z[j] / T - zmax - log(sum);
+        dz[j] = (float)(T * (exp(logp) - q[j]));
+        if (q[j] > 0.0f) loss += q[j] * (log(q[j]) - logp);
+    }
+    return (double)T * T * loss;
+}
+
+L2C_API l2c_tensor *l2c_softmax_kl(l2c_tape *t, l2c_tensor *logits, const float *targets, float temperature)
+{
+    l2c__node *nd;
+    int n, k, i;
+    float *dz;
+    double loss = 0.0;
+    if (l2c__check_inputs("l2c_softmax_kl", t, logits) || !targets) { (void)l2c__fail(L2C_EINVAL, "l2c_softmax_kl: NULL argument"); return NULL; }
+    if (!(temperature > 0.0f && temperature <= 1e6f)) { (void)l2c__fail(L2C_EINVAL, "l2c_softmax_kl: temperature %g must be in (0, 1e6]", temperature); return NULL; }
+    n = logits->n;
+    k = (int)l2c__sample(logits);
+    for (i = 0; i < n; i++)
+        if (!l2c__is_distribution(targets + (size_t)i * k, k)) {
+            (void)l2c__fail(L2C_EINVAL, "l2c_softmax_kl: target row %d is not a probability distribution over %d classes", i, k);
+            return NULL;
+        }
+    nd = l2c__record(t, l2c__softmax_loss_backward, logits, NULL, NULL, 1, 1, 1, 1);
+    if (!nd) return NULL;
+    dz = l2c__alloc_floats(t, (size_t)n * k);
+    if (!dz) return NULL;
+    for (i = 0; i < n; i++)
+        loss += l2c__kl_sample_loss(logits->data + (size_t)i * k, targets + (size_t)i * k, k, temperature, dz + (size_t)i * k);
+    nd->out->data[0] = (float)(loss / n);
+    nd->save[0] = dz;
+    return nd->out;
 }
 
 
@@ -4174,6 +4243,11 @@ struct l2c_attack {
     float *victim_view;              /* batch-sized: the victim's augmented view (victim_shift) */
     float *victim_xgrad;             /* batch-sized: the victim's input gradient on x' (shortcut) */
     float *noise, *image_grad;       /* batch-sized: x' - x, and the image term's gradient (noise_weight) */
+    int *by_class, *class_start;     /* warmup_temperature: training indices sorted by class (stable),
+                                        class c at by_class[class_start[c] .. class_start[c + 1]) */
+    int *target_idx;                 /* batch-sized: the drawn images' indices (warmup_temperature) */
+    float *target_x, *target_q;      /* batch-sized: the drawn clean images of w(y), and one member's
+                                        softened output on them (warmup_temperature) */
     int trials_done;
     int warmed_up;
     double started;
@@ -4217,6 +4291,8 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
     if (!(cfg->shortcut >= 0.0f && cfg->shortcut <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: shortcut %g must be in [0, 1e6]", cfg->shortcut);
     if (!(cfg->noise_weight >= 0.0f && cfg->noise_weight <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: noise_weight %g must be in [0, 1e6]", cfg->noise_weight);
+    if (!(cfg->warmup_temperature >= 0.0f && cfg->warmup_temperature <= 1e6f))
+        return l2c__fail(L2C_EINVAL, "attack: warmup_temperature %g must be in [0, 1e6] (0: one-hot targets)", cfg->warmup_temperature);
     if (cfg->warmup_steps < 0 || !(cfg->warmup_epochs >= 0.0f && cfg->warmup_epochs <= 1e4f) ||
         ((cfg->warmup_steps > 0 || cfg->anchor > 0.0f) && !(cfg->warmup_epochs > 0.0f)))
         return l2c__fail(L2C_EINVAL, "attack: need warmup_steps >= 0, and warmup_epochs in (0, 1e4] when warming up or anchoring (%g)", cfg->warmup_epochs);
@@ -4255,6 +4331,25 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     for (k = 0; cfg->targeted && k < d->nclasses; k++)
         if (cfg->label_map[k] < 0 || cfg->label_map[k] >= d->nclasses)
             return l2c__fail(L2C_EINVAL, "attack: label_map[%d] = %d is not a class", k, cfg->label_map[k]);
+    return L2C_OK;
+}
+
+/* warmup_temperature: the training indices sorted by class (a stable counting sort) and the soft
+   targets' batch buffers. */
+static int l2c__index_classes(l2c_attack *a)
+{
+    const l2c_dataset *d = a->train;
+    int K = d->nclasses, B = a->cfg.batch, next[L2C_MAX_CLASSES], i, c;
+    a->by_class = (int *)l2c__calloc((size_t)d->n * sizeof(int));
+    a->class_start = (int *)l2c__calloc((size_t)(K + 1) * sizeof(int));
+    a->target_idx = (int *)l2c__calloc((size_t)B * sizeof(int));
+    a->target_x = (float *)l2c__calloc((size_t)B * d->c * d->h * d->w * sizeof(float));
+    a->target_q = (float *)l2c__calloc((size_t)B * K * sizeof(float));
+    if (!a->by_class || !a->class_start || !a->target_idx || !a->target_x || !a->target_q) return L2C_ENOMEM;
+    for (i = 0; i < d->n; i++) a->class_start[d->labels[i] + 1]++;
+    for (c = 0; c < K; c++) a->class_start[c + 1] += a->class_start[c];
+    for (c = 0; c < K; c++) next[c] = a->class_start[c];
+    for (i = 0; i < d->n; i++) a->by_class[next[d->labels[i]]++] = i;
     return L2C_OK;
 }
 
@@ -4305,7 +4400,8 @@ L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model
         (cfg->victim_optimizer != L2C_VICTIM_SGD &&
          (l2c_adam_init(&a->victim_adam, a->victim, cfg->victim_adam_lr, 0.9f, 0.999f, 1e-8f, 0) ||
           !(a->adam_jacobian = (float *)l2c__calloc(a->victim->nparams * sizeof(float))))) ||
-        l2c_batcher_init(&a->order, train->n, cfg->batch, 1, cfg->seed)) {
+        l2c_batcher_init(&a->order, train->n, cfg->batch, 1, cfg->seed) ||
+        (cfg->warmup_temperature > 0.0f && l2c__index_classes(a))) {
         l2c_attack_free(a);
         return NULL;
     }
@@ -4327,6 +4423,7 @@ L2C_API void l2c_attack_free(l2c_attack *a)
     { int k; for (k = 0; k < a->nrefs; k++) l2c_model_free(a->refs[k]); }
     L2C_FREE(a->ref_grad); L2C_FREE(a->shifted); L2C_FREE(a->victim_view); L2C_FREE(a->victim_xgrad);
     L2C_FREE(a->noise); L2C_FREE(a->image_grad);
+    L2C_FREE(a->by_class); L2C_FREE(a->class_start); L2C_FREE(a->target_idx); L2C_FREE(a->target_x); L2C_FREE(a->target_q);
     l2c_batcher_free(&a->order);
     L2C_FREE(a);
 }
@@ -4806,14 +4903,53 @@ static void l2c__member_shift(const l2c_attack *a, uint64_t draw, int k, int *dx
     l2c__draw_shift(a->cfg.seed * 0x2545F4914F6CDD1Dull + draw * L2C_MAX_REFERENCES + (uint64_t)k, a->cfg.warmup_shift, dx, dy);
 }
 
-/* The warm-up objective on poisoned images xp: the ensemble's mean loss against w(y), and its
-   gradient with respect to xp in a->ref_grad. With cfg.warmup_shift each member sees its own
-   translated view of xp (draw numbers the step). */
-static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t draw, const int *map, float *loss_out)
+/* warmup_temperature: for each image i of the batch, a clean training image of class map[y_i],
+   drawn at random (draw numbers the step), into a->target_x. */
+static int l2c__draw_targets(l2c_attack *a, int n, uint64_t draw, const int *map)
+{
+    l2c_rng rng;
+    int i;
+    l2c_rng_seed(&rng, a->cfg.seed * 0x9E3779B97F4A7C15ull + draw * 31u + 7u);
+    for (i = 0; i < n; i++) {
+        int t = map[a->y[i]], first = a->class_start[t], count = a->class_start[t + 1] - first;
+        if (count == 0) return l2c__fail(L2C_EINVAL, "attack: warmup_temperature needs training images of class %d, the target of class %d; there are none", t, a->y[i]);
+        a->target_idx[i] = a->by_class[first + (int)l2c_rng_below(&rng, (uint32_t)count)];
+    }
+    l2c_dataset_gather(a->train, a->target_idx, n, a->target_x, NULL);
+    return L2C_OK;
+}
+
+/* Member k's loss on view against soft targets: its own output on the drawn images a->target_x,
+   softened at cfg.warmup_temperature (l2c_softmax_kl). */
+static l2c_tensor *l2c__soft_target_loss(l2c_attack *a, int k, const float *view, int n, l2c_tensor **input)
+{
+    const float T = a->cfg.warmup_temperature;
+    const int K = a->train->nclasses;
+    l2c_tensor *z = l2c__victim_logits(a, a->refs[k], a->target_x, n, L2C_EVAL, NULL, 0);
+    int i, j;
+    if (!z) return NULL;
+    for (i = 0; i < n; i++) {   /* softmax(z_i / T) */
+        const float *zi = z->data + (size_t)i * K;
+        float *q = a->target_q + (size_t)i * K;
+        double zmax = -HUGE_VAL, sum = 0.0;
+        for (j = 0; j < K; j++) if (zi[j] / T > zmax) zmax = zi[j] / T;
+        for (j = 0; j < K; j++) sum += exp(zi[j] / T - zmax);
+        for (j = 0; j < K; j++) q[j] = (float)(exp(zi[j] / T - zmax) / sum);
+    }
+    z = l2c__victim_logits(a, a->refs[k], view, n, L2C_EVAL, input, 0);
+    return z ? l2c_softmax_kl(a->vic_tape, z, a->target_q, T) : NULL;
+}
+
+/* The warm-up objective on poisoned images xp: the ensemble's mean loss against w(y) (soft: against
+   the softened outputs on drawn images of w(y), cfg.warmup_temperature), and its gradient with
+   respect to xp in a->ref_grad. With cfg.warmup_shift each member sees its own translated view of
+   xp (draw numbers the step). */
+static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t draw, const int *map, int soft, float *loss_out)
 {
     int k, c = a->train->c, h = a->train->h, w = a->train->w;
     size_t size = (size_t)n * c * h * w;
     double total = 0.0;
+    if (soft && l2c__draw_targets(a, n, draw, map)) return L2C_EINVAL;
     memset(a->ref_grad, 0, size * sizeof(float));
     for (k = 0; k < a->nrefs; k++) {
         int dx = 0, dy = 0;
@@ -4824,7 +4960,7 @@ static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t d
             l2c__shift_planes(xp, a->shifted, n * c, h, w, dx, dy);
             view = a->shifted;
         }
-        loss = l2c__victim_loss(a, a->refs[k], view, n, map, L2C_EVAL, &in, 0);
+        loss = soft ? l2c__soft_target_loss(a, k, view, n, &in) : l2c__victim_loss(a, a->refs[k], view, n, map, L2C_EVAL, &in, 0);
         if (!loss || l2c_backward(a->vic_tape, loss)) return L2C_EINVAL;
         if (!isfinite(loss->data[0])) return l2c__fail(L2C_ENAN, "attack warm-up: the loss is not finite");
         total += loss->data[0];
@@ -4843,11 +4979,12 @@ static int l2c__warmup_objective(l2c_attack *a, const float *xp, int n, uint64_t
     size_t i, size = (size_t)n * a->train->c * a->train->h * a->train->w;
     const float weight = a->cfg.noise_weight;
     float noise_loss;
-    if (l2c__reference_grad(a, xp, n, draw, a->w, loss_out)) return L2C_EINVAL;
+    const int soft = a->cfg.warmup_temperature > 0.0f;
+    if (l2c__reference_grad(a, xp, n, draw, a->w, soft, loss_out)) return L2C_EINVAL;
     if (!(weight > 0.0f)) return L2C_OK;
     memcpy(a->image_grad, a->ref_grad, size * sizeof(float));
     for (i = 0; i < size; i++) a->noise[i] = xp[i] - a->x[i];
-    if (l2c__reference_grad(a, a->noise, n, draw, a->w, &noise_loss)) return L2C_EINVAL;
+    if (l2c__reference_grad(a, a->noise, n, draw, a->w, soft, &noise_loss)) return L2C_EINVAL;
     for (i = 0; i < size; i++) a->ref_grad[i] = a->image_grad[i] + weight * a->ref_grad[i];
     *loss_out += weight * noise_loss;
     return L2C_OK;
@@ -4876,7 +5013,7 @@ static int l2c__reach_cost(l2c_attack *a, const float *x0, int n, int c, double 
     memcpy(a->x, x0, size * sizeof(float));
     memset(a->y, c, (size_t)n);
     for (s = 0; ; s++) {
-        if (l2c__reference_grad(a, a->x, n, 0, NULL, &loss)) return L2C_EINVAL;
+        if (l2c__reference_grad(a, a->x, n, 0, NULL, 0, &loss)) return L2C_EINVAL;
         if (s == L2C__REACH_STEPS) break;   /* the loss after the last step is the cost */
         for (i = 0; i < size; i++) {
             float g = a->ref_grad[i], v = a->x[i] - (g > 0.0f ? step : g < 0.0f ? -step : 0.0f);

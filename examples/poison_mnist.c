@@ -8,7 +8,7 @@
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
                        [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]
                        [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR] [--clamp-inward]
-                       [--untargeted-loss xent|complement] [--noise-weight W]
+                       [--untargeted-loss xent|complement] [--noise-weight W] [--soft-targets T]
 
    --targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10
    (K in 1..9; implies --targeted);
@@ -35,6 +35,9 @@
    --shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);
    --noise-weight: weight of a term in the warm-up and the anchor that makes the references read the
    noise alone as w(y) too (a class pattern victims take for the label; default 0, README);
+   --soft-targets: the warm-up and the anchor pull each poisoned image towards a reference's
+   output, softened at temperature T, on a random clean image of class w(y) instead of towards the
+   one-hot w(y) (0: one-hot, the default; README);
    --trial-victims: classifiers (as for --references) whose architectures the trials' imaginary
    victims take in turn after the reference CNN's.
 
@@ -192,6 +195,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--victim-adam-lr")) cfg.victim_adam_lr = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--shortcut")) cfg.shortcut = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--noise-weight")) cfg.noise_weight = (float)atof(arg_value(argc, argv, &i));
+        else if (!strcmp(a, "--soft-targets")) cfg.warmup_temperature = (float)atof(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--shift")) cfg.warmup_shift = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--victim-shift")) cfg.victim_shift = atoi(arg_value(argc, argv, &i));
         else if (!strcmp(a, "--victim-momentum")) cfg.victim_momentum = (float)atof(arg_value(argc, argv, &i));

@@ -46,6 +46,7 @@ expect poison_rejects_adam_victim_with_momentum 1 "Adam victim" $P --data "$T/go
 expect poison_rejects_bad_untargeted_loss 2 "untargeted-loss" $P --data "$T/good" --out "$T/out" --untargeted-loss hinge
 expect poison_rejects_complement_when_targeted 1 "untargeted_loss" $P --data "$T/good" --out "$T/out" --untargeted-loss complement --targeted
 expect poison_rejects_negative_noise_weight 1 "noise_weight" $P --data "$T/good" --out "$T/out" --noise-weight -1
+expect poison_rejects_negative_soft_targets 1 "warmup_temperature" $P --data "$T/good" --out "$T/out" --soft-targets -1
 expect poison_rejects_zero_adam_victim_lr 1 "victim_adam_lr" $P --data "$T/good" --out "$T/out" --victim-optimizer adam --victim-adam-lr 0
 expect poison_rejects_zero_reference_epochs 1 "warmup_epochs" $P --data "$T/good" --out "$T/out" --ref-epochs 0
 expect poison_rejects_negative_shortcut 1 "shortcut" $P --data "$T/good" --out "$T/out" --shortcut -1
@@ -70,11 +71,12 @@ expect probe_rejects_missing_data 1 "cannot open" $PR --data "$T/nowhere" --reac
 expect probe_rejects_32x32_images 1 "28x28" $PR --data "$T/big" --reach
 expect probe_reads_a_poison 0 "read as 0..9" $PR --data "$T/good" --poisoned "$T/out"
 expect probe_finds_reachable_classes 0 "read as each class" $PR --data "$T/good" --reach
-mkdir -p "$T/narrow" "$T/shifted" "$T/aligned" "$T/adam" "$T/complement"
+mkdir -p "$T/narrow" "$T/shifted" "$T/aligned" "$T/adam" "$T/complement" "$T/soft"
 expect poison_runs_a_label_shift 0 "y -> y+9" $P --data "$T/good" --out "$T/shifted" --label-shift 9 --fresh --checkpoint "$T/shifted.ckpt"
 expect poison_runs_a_narrow_generator 0 "wrote" $P --data "$T/good" --out "$T/narrow" --gen-width 4 --fresh --checkpoint "$T/narrow.ckpt"
 expect poison_runs_the_align_objective 0 "wrote" $P --data "$T/good" --out "$T/aligned" --objective align --fresh --checkpoint "$T/aligned.ckpt"
 expect poison_runs_complement_loss_and_inward_clamp 0 "wrote" $P --data "$T/good" --out "$T/complement" --untargeted-loss complement --clamp-inward --fresh --checkpoint "$T/complement.ckpt"
+expect poison_runs_soft_targets 0 "wrote" $P --data "$T/good" --out "$T/soft" --soft-targets 4 --noise-weight 0.5 --fresh --checkpoint "$T/soft.ckpt"
 expect poison_runs_an_adam_victim 0 "wrote" $P --data "$T/good" --out "$T/adam" --victim-optimizer alternate --trials 2 --fresh --checkpoint "$T/adam.ckpt"
 expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/out"
 cp "$T/ckpt" "$T/ckpt.before"

@@ -362,6 +362,8 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(noise_weight, -0.5f);
     TA_REFUSED(noise_weight, (float)NAN);
     TA_REFUSED(noise_weight, 2e6f);
+    TA_REFUSED(warmup_temperature, -1.0f);
+    TA_REFUSED(warmup_temperature, (float)NAN);
     TA_REFUSED(warmup_shift, -1);
     TA_REFUSED(warmup_shift, TA_SIDE);
     TA_REFUSED(victim_shift, -2);
@@ -894,6 +896,72 @@ static void test_noise_term_gradient_matches_finite_difference(void)
     l2c_attack_free(a); l2c_model_free(lin); ta_teardown(&f);
 }
 
+/* warmup_temperature: with soft targets (drawn per step, the same draw on both sides) the warm-up
+   objective's gradient in x' matches its central difference, with and without the noise term, and
+   differs from the one-hot objective's. */
+static void test_soft_targets_gradient_matches_finite_difference(void)
+{
+    enum { SIZE = 4 * TA_SIDE * TA_SIDE };
+    const float h = 1e-2f;
+    ta_fixture f;
+    l2c_model *lin = ta_linear();
+    l2c_attack *a;
+    float xp[SIZE], grad[SIZE], plain[SIZE];
+    int i, pass;
+    REQUIRE(ta_setup(&f) && lin, "setup failed");
+    f.cfg.warmup_temperature = 2.0f;
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    REQUIRE(a && l2c_attack_add_reference(a, lin) == 0 && l2c__train_references(a) == 0 &&
+            l2c__load_batch(a, f.x, f.d.labels, 4) == 0, "setup failed: %s", l2c_error());
+    for (i = 0; i < SIZE; i++) xp[i] = f.x[i] + 0.25f * sinf(1.7f * (float)i);
+    for (pass = 0; pass < 2; pass++) {
+        double err = 0, norm = 0;
+        a->cfg.noise_weight = pass ? 0.7f : 0.0f;
+        REQUIRE(isfinite(ta_warmup_objective(a, xp, grad)), "objective failed: %s", l2c_error());
+        for (i = 0; i < SIZE; i++) {
+            const float keep = xp[i];
+            double up, down, fd;
+            xp[i] = keep + h; up = ta_warmup_objective(a, xp, NULL);
+            xp[i] = keep - h; down = ta_warmup_objective(a, xp, NULL);
+            xp[i] = keep;
+            fd = (up - down) / (2.0 * h);
+            err += (fd - grad[i]) * (fd - grad[i]); norm += (double)grad[i] * grad[i];
+        }
+        CHECK(norm > 0 && sqrt(err / norm) < 2e-3, "noise weight %g: gradient vs central difference: relative error %g",
+              a->cfg.noise_weight, sqrt(err / norm));
+    }
+    {
+        double change = 0, norm = 0;
+        a->cfg.noise_weight = 0.0f;
+        REQUIRE(isfinite(ta_warmup_objective(a, xp, grad)), "objective failed: %s", l2c_error());
+        a->cfg.warmup_temperature = 0.0f;
+        REQUIRE(isfinite(ta_warmup_objective(a, xp, plain)), "objective failed: %s", l2c_error());
+        for (i = 0; i < SIZE; i++) change += (double)(grad[i] - plain[i]) * (grad[i] - plain[i]), norm += (double)plain[i] * plain[i];
+        CHECK(change > 1e-2 * norm, "soft targets changed the gradient by only %g of %g", change, norm);
+    }
+    l2c_attack_free(a); l2c_model_free(lin); ta_teardown(&f);
+}
+
+/* warmup_temperature with no training image of a target class: a clear error, not a draw from an
+   empty list. */
+static void test_soft_targets_need_images_of_every_target_class(void)
+{
+    ta_fixture f;
+    l2c_attack *a;
+    float xp[4 * TA_SIDE * TA_SIDE];
+    int i;
+    REQUIRE(ta_setup(&f), "setup failed");
+    for (i = 0; i < f.d.n; i++) if (f.d.labels[i] == 1) f.d.labels[i] = 2;   /* no 1s: w(0) = 1 has no images */
+    f.d.labels[0] = 0;
+    f.cfg.warmup_temperature = 2.0f;
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    REQUIRE(a && l2c__train_references(a) == 0 && l2c__load_batch(a, f.x, f.d.labels, 4) == 0, "setup failed: %s", l2c_error());
+    memcpy(xp, f.x, sizeof xp);
+    CHECK(!isfinite(ta_warmup_objective(a, xp, NULL)), "the objective drew a target of an empty class");
+    CHECK(strstr(l2c_error(), "class 1") != NULL, "unclear message: %s", l2c_error());
+    l2c_attack_free(a); ta_teardown(&f);
+}
+
 /* Every member of the ensemble counts: adding the linear classifier turns the anchor's direction. */
 static void test_every_reference_classifier_contributes(void)
 {
@@ -1005,7 +1073,7 @@ static int ta_check_reachable_pairing(const int *rename)
         for (c = 0; c < 3; c++) {
             if (c == y) continue;
             memset(a->y, c, (size_t)n);
-            if (l2c__reference_grad(a, x0, n, 0, NULL, &before) || l2c__reach_cost(a, x0, n, c, &cost[y * 3 + c])) {
+            if (l2c__reference_grad(a, x0, n, 0, NULL, 0, &before) || l2c__reach_cost(a, x0, n, c, &cost[y * 3 + c])) {
                 CHECK(0, "%s", l2c_error()); goto done;
             }
             CHECK(cost[y * 3 + c] < before, "%d -> %d: the search did not lower the loss (%g, clean %g)", y, c, cost[y * 3 + c], before);
@@ -1063,17 +1131,17 @@ static void test_shifted_reference_gradient_matches_finite_difference(void)
     l2c_rng_seed(&r, 9);
     for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) xp[i] = 0.3f + 0.4f * l2c_rng_uniform(&r);
     a->cfg.warmup_shift = 0;
-    REQUIRE(l2c__reference_grad(a, xp, 4, draw, a->w, &loss) == 0, "%s", l2c_error());
+    REQUIRE(l2c__reference_grad(a, xp, 4, draw, a->w, 0, &loss) == 0, "%s", l2c_error());
     memcpy(plain, a->ref_grad, sizeof plain);
     a->cfg.warmup_shift = 1;
-    REQUIRE(l2c__reference_grad(a, xp, 4, draw, a->w, &loss) == 0, "%s", l2c_error());
+    REQUIRE(l2c__reference_grad(a, xp, 4, draw, a->w, 0, &loss) == 0, "%s", l2c_error());
     for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) err += fabs(a->ref_grad[i] - plain[i]);
     CHECK(err > 1e-4, "the translated views gave the unshifted gradient (difference %g)", err);
     memcpy(plain, a->ref_grad, sizeof plain);   /* now the gradient with the translations */
     for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) {
         float keep = xp[i], want;
-        xp[i] = keep + h; l2c__reference_grad(a, xp, 4, draw, a->w, &lp);
-        xp[i] = keep - h; l2c__reference_grad(a, xp, 4, draw, a->w, &lm);
+        xp[i] = keep + h; l2c__reference_grad(a, xp, 4, draw, a->w, 0, &lp);
+        xp[i] = keep - h; l2c__reference_grad(a, xp, 4, draw, a->w, 0, &lm);
         xp[i] = keep;
         want = (lp - lm) / (2 * h);
         CHECK(fabs(plain[i] - want) <= 1e-3 + 0.02 * fabs(want), "pixel %d: gradient %.6g, finite difference %.6g", i, plain[i], want);
@@ -1149,6 +1217,8 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_add_reference_refuses_bad_classifiers),
     L2CT(test_anchor_adds_the_warmup_gradient_linearly),
     L2CT(test_noise_term_gradient_matches_finite_difference),
+    L2CT(test_soft_targets_gradient_matches_finite_difference),
+    L2CT(test_soft_targets_need_images_of_every_target_class),
     L2CT(test_every_reference_classifier_contributes),
     L2CT(test_attack_checkpoint_resumes_with_anchor),
     L2CT(test_attack_checkpoint_resumes_cosine_schedule),

@@ -343,6 +343,14 @@ static l2c_tensor *gc_build_xent(l2c_tape *t, l2c_tensor **x, void *ctx)
     return c->complement ? l2c_softmax_complement(t, x[0], c->labels, c->map) : l2c_softmax_xent(t, x[0], c->labels, c->map);
 }
 
+typedef struct gc_kl_ctx { const float *targets; float temperature; } gc_kl_ctx;
+
+static l2c_tensor *gc_build_kl(l2c_tape *t, l2c_tensor **x, void *ctx)
+{
+    const gc_kl_ctx *c = (const gc_kl_ctx *)ctx;
+    return l2c_softmax_kl(t, x[0], c->targets, c->temperature);
+}
+
 /* A chain through several operations: conv -> bn -> tanh -> avgpool -> flatten -> dense -> xent. */
 typedef struct gc_chain_ctx { gc_bn_ctx bn; const uint8_t *labels; } gc_chain_ctx;
 
@@ -642,6 +650,32 @@ static void gc_check_softmax_loss(int complement)
 }
 
 static void test_grad_softmax_xent(void) { gc_check_softmax_loss(0); }
+
+/* softmax_kl against random target distributions (one of them one-hot) at temperatures 1 and 3. */
+static void test_grad_softmax_kl(void)
+{
+    float targets[6 * 5];
+    gc_kl_ctx kc;
+    l2c_rng r;
+    int i, j, pass;
+    l2c_rng_seed(&r, 311);
+    for (i = 0; i < 6; i++) {
+        double sum = 0.0;
+        for (j = 0; j < 5; j++) sum += targets[i * 5 + j] = i == 0 ? (j == 2) : 0.05f + l2c_rng_uniform(&r);
+        for (j = 0; j < 5; j++) targets[i * 5 + j] = (float)(targets[i * 5 + j] / sum);
+    }
+    kc.targets = targets;
+    for (pass = 0; pass < 2; pass++) {
+        gc g;
+        kc.temperature = pass ? 3.0f : 1.0f;
+        gc_setup(&g, pass ? "softmax_kl 6x5 T=3" : "softmax_kl 6x5 T=1", gc_build_kl, &kc);
+        g.scalar = 1;
+        g.floor = 0.1f;
+        gc_fill(gc_add(&g, "logits", 6, 5, 1, 1, 1, 1), &r, -3, 3);
+        gc_run(&g);
+        gc_free(&g);
+    }
+}
 static void test_grad_softmax_complement(void) { gc_check_softmax_loss(1); }
 
 static void test_grad_chain_of_ops(void)
@@ -990,6 +1024,7 @@ static const l2ct_case l2ct_grad_cases[] = {
     L2CT(test_grad_add_scale_clamp),
     L2CT(test_grad_softmax_xent),
     L2CT(test_grad_softmax_complement),
+    L2CT(test_grad_softmax_kl),
     L2CT(test_grad_chain_of_ops),
     L2CT(test_grad_whole_model),
     L2CT(test_backward_from_equals_backward_of_weighted_sum),

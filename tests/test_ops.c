@@ -325,6 +325,35 @@ static void test_softmax_loss_values(void)
     l2c_tape_free(t);
 }
 
+/* softmax_kl: one-hot targets at T = 1 give the cross-entropy; targets equal to the softened output
+   give 0; and a value worked out from the definition at T = 2. */
+static void test_softmax_kl_values(void)
+{
+    float z[2 * 3] = { 1, 2, 3, 0, 1000, -1000 }, q[2 * 3], onehot[2 * 3] = { 0, 0, 1, 0, 1, 0 };
+    static const uint8_t lab[2] = { 2, 1 };
+    l2c_tensor Z = view_tensor(2, 3, 1, 1, z), *kl, *xent;
+    l2c_tape *t = l2c_tape_new();
+    double e2 = exp(0.5) + exp(1.0) + exp(1.5), want = 0.0;
+    int j;
+    REQUIRE(t, "tape");
+    kl = l2c_softmax_kl(t, &Z, onehot, 1.0f);
+    xent = l2c_softmax_xent(t, &Z, lab, NULL);
+    REQUIRE(kl && xent, "%s", l2c_error());
+    CHECK(fabs(kl->data[0] - xent->data[0]) < 1e-5, "one-hot at T = 1: %.8g, cross-entropy %.8g", kl->data[0], xent->data[0]);
+    for (j = 0; j < 3; j++) q[j] = (float)(exp(0.5 * (j + 1)) / e2);   /* softmax(z_0 / 2) */
+    q[3] = 0.0f; q[4] = 1.0f; q[5] = 0.0f;                             /* softmax(z_1 / 2), to float precision */
+    kl = l2c_softmax_kl(t, &Z, q, 2.0f);
+    REQUIRE(kl, "%s", l2c_error());
+    CHECK(fabs(kl->data[0]) < 1e-5, "targets equal to the softened output: %.8g, want 0", kl->data[0]);
+    q[0] = 0.5f; q[1] = 0.5f; q[2] = 0.0f;                             /* sample 0 against (1/2, 1/2, 0) */
+    for (j = 0; j < 2; j++) want += 0.5 * (log(0.5) - (0.5 * (j + 1) - log(e2)));
+    want = 4.0 * want / 2.0;                                           /* T^2, mean over 2 samples */
+    kl = l2c_softmax_kl(t, &Z, q, 2.0f);
+    REQUIRE(kl, "%s", l2c_error());
+    CHECK(fabs(kl->data[0] - want) < 1e-5, "T = 2: %.8g, want %.8g", kl->data[0], want);
+    l2c_tape_free(t);
+}
+
 /* ---------------------------------------------------------------- batch norm ------------------- */
 
 static void test_batchnorm_train_normalises_with_batch_statistics(void)
@@ -692,6 +721,20 @@ static void test_bad_arguments_give_errors_not_crashes(void)
     EXPECT_NULL(l2c_softmax_complement(t, &logits, lab_ok, map_bad));
     EXPECT_NULL(l2c_softmax_complement(t, &logits, NULL, NULL));
     EXPECT_NULL(l2c_softmax_complement(t, &one1, lab_zero, NULL));   /* one class: 1 - p_t is always 0 */
+    {   /* softmax_kl: the logits above are 2 x 4 */
+        static const float q_ok[8] = { 0.2f, 0.3f, 0.5f, 0, 1, 0, 0, 0 }, q_neg[8] = { 0.2f, 0.3f, 0.5f, 0, 1.2f, -0.2f, 0, 0 };
+        static const float q_sum[8] = { 0.2f, 0.3f, 0.4f, 0, 1, 0, 0, 0 };
+        float q_nan[8] = { 0.2f, 0.3f, 0.5f, 0, 1, 0, 0, 0 };
+        q_nan[5] = (float)NAN;
+        EXPECT_NULL(l2c_softmax_kl(t, &logits, NULL, 1.0f));
+        EXPECT_NULL(l2c_softmax_kl(t, &logits, q_ok, 0.0f));
+        EXPECT_NULL(l2c_softmax_kl(t, &logits, q_ok, -1.0f));
+        EXPECT_NULL(l2c_softmax_kl(t, &logits, q_ok, (float)NAN));
+        EXPECT_NULL(l2c_softmax_kl(t, &logits, q_neg, 1.0f));
+        EXPECT_NULL(l2c_softmax_kl(t, &logits, q_sum, 1.0f));
+        EXPECT_NULL(l2c_softmax_kl(t, &logits, q_nan, 1.0f));
+        CHECK(l2c_softmax_kl(t, &logits, q_ok, 1.0f) != NULL, "valid targets refused: %s", l2c_error());
+    }
     /* pooling, reshape, clamp, scale */
     EXPECT_NULL(l2c_maxpool(t, &x4, 6, 1));
     EXPECT_NULL(l2c_avgpool(t, &x4, 2, 0));
@@ -857,6 +900,7 @@ static const l2ct_case l2ct_ops_cases[] = {
     L2CT(test_elementwise_values),
     L2CT(test_dense_values),
     L2CT(test_softmax_loss_values),
+    L2CT(test_softmax_kl_values),
     L2CT(test_batchnorm_train_normalises_with_batch_statistics),
     L2CT(test_batchnorm_running_stats_momentum_and_unbiased_variance),
     L2CT(test_batchnorm_frozen_stats_leaves_running_stats_alone),
