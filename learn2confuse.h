@@ -3070,6 +3070,17 @@ static double l2c__softmax_sample_loss(const float *z, int k, int t, int complem
     return complement ? log(sum) + zmax - (log(rsum) + rmax) : log(sum) + zmax - z[t];
 }
 
+/* Records a softmax loss on logits with its per-sample gradient buffer dz (saved for the backward);
+   the caller fills dz and the mean loss. */
+static l2c__node *l2c__softmax_loss_node(l2c_tape *t, l2c_tensor *logits, float **dz)
+{
+    l2c__node *nd = l2c__record(t, l2c__softmax_loss_backward, logits, NULL, NULL, 1, 1, 1, 1);
+    *dz = nd ? l2c__alloc_floats(t, (size_t)logits->n * l2c__sample(logits)) : NULL;
+    if (!*dz) return NULL;
+    nd->save[0] = *dz;
+    return nd;
+}
+
 static l2c_tensor *l2c__softmax_loss(const char *name, l2c_tape *t, l2c_tensor *logits, const uint8_t *labels,
                                      const int *label_map, int complement)
 {
@@ -3089,15 +3100,11 @@ static l2c_tensor *l2c__softmax_loss(const char *name, l2c_tape *t, l2c_tensor *
             return NULL;
         }
     }
-    nd = l2c__record(t, l2c__softmax_loss_backward, logits, NULL, NULL, 1, 1, 1, 1);
-    if (!nd) return NULL;
-    dz = l2c__alloc_floats(t, (size_t)n * k);
-    if (!dz) return NULL;
+    if (!(nd = l2c__softmax_loss_node(t, logits, &dz))) return NULL;
     for (i = 0; i < n; i++)
         loss += l2c__softmax_sample_loss(logits->data + (size_t)i * k, k, label_map ? label_map[labels[i]] : labels[i],
                                          complement, dz + (size_t)i * k);
     nd->out->data[0] = (float)(loss / n);
-    nd->save[0] = dz;
     return nd->out;
 }
 
@@ -3155,14 +3162,10 @@ L2C_API l2c_tensor *l2c_softmax_kl(l2c_tape *t, l2c_tensor *logits, const float 
             (void)l2c__fail(L2C_EINVAL, "l2c_softmax_kl: target row %d is not a probability distribution over %d classes", i, k);
             return NULL;
         }
-    nd = l2c__record(t, l2c__softmax_loss_backward, logits, NULL, NULL, 1, 1, 1, 1);
-    if (!nd) return NULL;
-    dz = l2c__alloc_floats(t, (size_t)n * k);
-    if (!dz) return NULL;
+    if (!(nd = l2c__softmax_loss_node(t, logits, &dz))) return NULL;
     for (i = 0; i < n; i++)
         loss += l2c__kl_sample_loss(logits->data + (size_t)i * k, targets + (size_t)i * k, k, temperature, dz + (size_t)i * k);
     nd->out->data[0] = (float)(loss / n);
-    nd->save[0] = dz;
     return nd->out;
 }
 
