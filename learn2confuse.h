@@ -3132,13 +3132,22 @@ static int l2c__is_distribution(const float *q, int k)
     return fabs(sum - 1.0) <= 1e-3;
 }
 
+/* The largest of z_j / T over k logits, and the sum of exp(z_j / T - that max). */
+static double l2c__softened_exp_sum(const float *z, int k, float T, double *zmax)
+{
+    double m = -HUGE_VAL, sum = 0.0;
+    int j;
+    for (j = 0; j < k; j++) if (z[j] / T > m) m = z[j] / T;
+    for (j = 0; j < k; j++) sum += exp(z[j] / T - m);
+    *zmax = m;
+    return sum;
+}
+
 /* One sample's T^2 KL(q || p), p = softmax(z / T), and d/dz = T (p - q) into dz. */
 static double l2c__kl_sample_loss(const float *z, const float *q, int k, float T, float *dz)
 {
-    double zmax = -HUGE_VAL, sum = 0.0, loss = 0.0;
+    double zmax, sum = l2c__softened_exp_sum(z, k, T, &zmax), loss = 0.0;
     int j;
-    for (j = 0; j < k; j++) if (z[j] / T > zmax) zmax = z[j] / T;
-    for (j = 0; j < k; j++) sum += exp(z[j] / T - zmax);
     for (j = 0; j < k; j++) {
         double logp = z[j] / T - zmax - log(sum);
         dz[j] = (float)(T * (exp(logp) - q[j]));
@@ -4934,9 +4943,7 @@ static l2c_tensor *l2c__soft_target_loss(l2c_attack *a, int k, const float *view
     for (i = 0; i < n; i++) {   /* softmax(z_i / T) */
         const float *zi = z->data + (size_t)i * K;
         float *q = a->target_q + (size_t)i * K;
-        double zmax = -HUGE_VAL, sum = 0.0;
-        for (j = 0; j < K; j++) if (zi[j] / T > zmax) zmax = zi[j] / T;
-        for (j = 0; j < K; j++) sum += exp(zi[j] / T - zmax);
+        double zmax, sum = l2c__softened_exp_sum(zi, K, T, &zmax);
         for (j = 0; j < K; j++) q[j] = (float)(exp(zi[j] / T - zmax) / sum);
     }
     z = l2c__victim_logits(a, a->refs[k], view, n, L2C_EVAL, input, 0);

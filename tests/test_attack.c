@@ -878,6 +878,20 @@ static double ta_objective_fd_error(l2c_attack *a, float *xp, const float *grad,
     return norm > 0 ? sqrt(err / norm) : HUGE_VAL;
 }
 
+/* An attack with f's settings and the linear classifier as a second reference, trained, with the
+   fixture's first batch loaded; xp gets poisoned images of that batch. NULL on failure. */
+static l2c_attack *ta_warmup_attack(ta_fixture *f, l2c_model *lin, float *xp)
+{
+    l2c_attack *a = l2c_attack_new(&f->cfg, f->g, f->v, &f->d);
+    int i;
+    if (!a || l2c_attack_add_reference(a, lin) || l2c__train_references(a) || l2c__load_batch(a, f->x, f->d.labels, 4)) {
+        l2c_attack_free(a);
+        return NULL;
+    }
+    for (i = 0; i < 4 * TA_SIDE * TA_SIDE; i++) xp[i] = f->x[i] + 0.25f * sinf(1.7f * (float)i);
+    return a;
+}
+
 /* noise_weight: the warm-up objective's gradient in x' matches a central difference of
    L(x') + w L(x' - x) (the clean x fixed), and the noise term changes it. */
 static void test_noise_term_gradient_matches_finite_difference(void)
@@ -892,10 +906,7 @@ static void test_noise_term_gradient_matches_finite_difference(void)
     int i;
     REQUIRE(ta_setup(&f) && lin, "setup failed");
     f.cfg.noise_weight = 0.7f;
-    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
-    REQUIRE(a && l2c_attack_add_reference(a, lin) == 0 && l2c__train_references(a) == 0 &&
-            l2c__load_batch(a, f.x, f.d.labels, 4) == 0, "setup failed: %s", l2c_error());
-    for (i = 0; i < SIZE; i++) xp[i] = f.x[i] + 0.25f * sinf(1.7f * (float)i);
+    REQUIRE((a = ta_warmup_attack(&f, lin, xp)) != NULL, "setup failed: %s", l2c_error());
     REQUIRE(isfinite(ta_warmup_objective(a, xp, grad)), "objective failed: %s", l2c_error());
     err = ta_objective_fd_error(a, xp, grad, h);
     CHECK(err < 2e-3, "gradient vs central difference: relative error %g", err);
@@ -921,10 +932,7 @@ static void test_soft_targets_gradient_matches_finite_difference(void)
     int i, pass;
     REQUIRE(ta_setup(&f) && lin, "setup failed");
     f.cfg.warmup_temperature = 2.0f;
-    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
-    REQUIRE(a && l2c_attack_add_reference(a, lin) == 0 && l2c__train_references(a) == 0 &&
-            l2c__load_batch(a, f.x, f.d.labels, 4) == 0, "setup failed: %s", l2c_error());
-    for (i = 0; i < SIZE; i++) xp[i] = f.x[i] + 0.25f * sinf(1.7f * (float)i);
+    REQUIRE((a = ta_warmup_attack(&f, lin, xp)) != NULL, "setup failed: %s", l2c_error());
     for (pass = 0; pass < 2; pass++) {
         double err;
         a->cfg.noise_weight = pass ? 0.7f : 0.0f;
