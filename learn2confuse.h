@@ -4258,8 +4258,9 @@ struct l2c_attack {
     int *by_class, *class_start;     /* warmup_temperature: training indices sorted by class (stable),
                                         class c at by_class[class_start[c] .. class_start[c + 1]) */
     int *target_idx;                 /* batch-sized: the drawn images' indices (warmup_temperature) */
-    float *target_x, *target_q;      /* batch-sized: the drawn clean images of w(y), and one member's
-                                        softened output on them (warmup_temperature) */
+    float *target_x, *target_q;      /* batch-sized: the drawn clean images of w(y), and each member's
+                                        softened output on them, member k at k * batch * classes
+                                        (warmup_temperature) */
     int trials_done;
     int warmed_up;
     double started;
@@ -4356,7 +4357,7 @@ static int l2c__index_classes(l2c_attack *a)
     a->class_start = (int *)l2c__calloc((size_t)(K + 1) * sizeof(int));
     a->target_idx = (int *)l2c__calloc((size_t)B * sizeof(int));
     a->target_x = (float *)l2c__calloc((size_t)B * d->c * d->h * d->w * sizeof(float));
-    a->target_q = (float *)l2c__calloc((size_t)B * K * sizeof(float));
+    a->target_q = (float *)l2c__calloc((size_t)L2C_MAX_REFERENCES * B * K * sizeof(float));
     if (!a->by_class || !a->class_start || !a->target_idx || !a->target_x || !a->target_q) return L2C_ENOMEM;
     for (i = 0; i < d->n; i++) a->class_start[d->labels[i] + 1]++;
     for (c = 0; c < K; c++) a->class_start[c + 1] += a->class_start[c];
@@ -4915,12 +4916,22 @@ static void l2c__member_shift(const l2c_attack *a, uint64_t draw, int k, int *dx
     l2c__draw_shift(a->cfg.seed * 0x2545F4914F6CDD1Dull + draw * L2C_MAX_REFERENCES + (uint64_t)k, a->cfg.warmup_shift, dx, dy);
 }
 
+/* Member k's soft targets in a->target_q (warmup_temperature). */
+static float *l2c__member_targets(const l2c_attack *a, int k)
+{
+    return a->target_q + (size_t)k * a->cfg.batch * a->train->nclasses;
+}
+
 /* warmup_temperature: for each image i of the batch, a clean training image of class map[y_i],
-   drawn at random (draw numbers the step), into a->target_x. */
+   drawn at random (draw numbers the step), into a->target_x, and each member's output on them,
+   softened at cfg.warmup_temperature, into a->target_q: the targets of the step's image and noise
+   terms alike, computed once. */
 static int l2c__draw_targets(l2c_attack *a, int n, uint64_t draw, const int *map)
 {
+    const float T = a->cfg.warmup_temperature;
+    const int K = a->train->nclasses;
     l2c_rng rng;
-    int i;
+    int i, j, k;
     l2c_rng_seed(&rng, a->cfg.seed * 0x9E3779B97F4A7C15ull + draw * 31u + 7u);
     for (i = 0; i < n; i++) {
         int t = map[a->y[i]], first = a->class_start[t], count = a->class_start[t + 1] - first;
@@ -4928,38 +4939,35 @@ static int l2c__draw_targets(l2c_attack *a, int n, uint64_t draw, const int *map
         a->target_idx[i] = a->by_class[first + (int)l2c_rng_below(&rng, (uint32_t)count)];
     }
     l2c_dataset_gather(a->train, a->target_idx, n, a->target_x, NULL);
+    for (k = 0; k < a->nrefs; k++) {
+        l2c_tensor *z = l2c__victim_logits(a, a->refs[k], a->target_x, n, L2C_EVAL, NULL, 0);
+        if (!z) return L2C_EINVAL;
+        for (i = 0; i < n; i++) {   /* softmax(z_i / T) */
+            const float *zi = z->data + (size_t)i * K;
+            float *q = l2c__member_targets(a, k) + (size_t)i * K;
+            double zmax, sum = l2c__softened_exp_sum(zi, K, T, &zmax);
+            for (j = 0; j < K; j++) q[j] = (float)(exp(zi[j] / T - zmax) / sum);
+        }
+    }
     return L2C_OK;
 }
 
-/* Member k's loss on view against soft targets: its own output on the drawn images a->target_x,
-   softened at cfg.warmup_temperature (l2c_softmax_kl). */
+/* Member k's loss on view against its soft targets, drawn for the step by l2c__draw_targets. */
 static l2c_tensor *l2c__soft_target_loss(l2c_attack *a, int k, const float *view, int n, l2c_tensor **input)
 {
-    const float T = a->cfg.warmup_temperature;
-    const int K = a->train->nclasses;
-    l2c_tensor *z = l2c__victim_logits(a, a->refs[k], a->target_x, n, L2C_EVAL, NULL, 0);
-    int i, j;
-    if (!z) return NULL;
-    for (i = 0; i < n; i++) {   /* softmax(z_i / T) */
-        const float *zi = z->data + (size_t)i * K;
-        float *q = a->target_q + (size_t)i * K;
-        double zmax, sum = l2c__softened_exp_sum(zi, K, T, &zmax);
-        for (j = 0; j < K; j++) q[j] = (float)(exp(zi[j] / T - zmax) / sum);
-    }
-    z = l2c__victim_logits(a, a->refs[k], view, n, L2C_EVAL, input, 0);
-    return z ? l2c_softmax_kl(a->vic_tape, z, a->target_q, T) : NULL;
+    l2c_tensor *z = l2c__victim_logits(a, a->refs[k], view, n, L2C_EVAL, input, 0);
+    return z ? l2c_softmax_kl(a->vic_tape, z, l2c__member_targets(a, k), a->cfg.warmup_temperature) : NULL;
 }
 
 /* The warm-up objective on poisoned images xp: the ensemble's mean loss against w(y) (soft: against
-   the softened outputs on drawn images of w(y), cfg.warmup_temperature), and its gradient with
-   respect to xp in a->ref_grad. With cfg.warmup_shift each member sees its own translated view of
-   xp (draw numbers the step). */
+   the soft targets of the step, l2c__draw_targets), and its gradient with respect to xp in
+   a->ref_grad. With cfg.warmup_shift each member sees its own translated view of xp (draw numbers
+   the step). */
 static int l2c__reference_grad(l2c_attack *a, const float *xp, int n, uint64_t draw, const int *map, int soft, float *loss_out)
 {
     int k, c = a->train->c, h = a->train->h, w = a->train->w;
     size_t size = (size_t)n * c * h * w;
     double total = 0.0;
-    if (soft && l2c__draw_targets(a, n, draw, map)) return L2C_EINVAL;
     memset(a->ref_grad, 0, size * sizeof(float));
     for (k = 0; k < a->nrefs; k++) {
         int dx = 0, dy = 0;
@@ -4990,6 +4998,7 @@ static int l2c__warmup_objective(l2c_attack *a, const float *xp, int n, uint64_t
     const float weight = a->cfg.noise_weight;
     float noise_loss;
     const int soft = a->cfg.warmup_temperature > 0.0f;
+    if (soft && l2c__draw_targets(a, n, draw, a->w)) return L2C_EINVAL;
     if (l2c__reference_grad(a, xp, n, draw, a->w, soft, loss_out)) return L2C_EINVAL;
     if (!(weight > 0.0f)) return L2C_OK;
     memcpy(a->image_grad, a->ref_grad, size * sizeof(float));
