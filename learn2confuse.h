@@ -35,6 +35,9 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.12.0 l2c_generator_noise (eps * g(x) before the clamp: the paper's "noise only" input),
+              with tests; soft warm-up targets computed once per step for the image and noise
+              terms (results unchanged) (README: study of 2026-12-05)
        0.11.0 l2c_softmax_kl (T^2 KL(q || softmax(z / T)) against target distributions); attack
               knob warmup_temperature (soft warm-up targets: each member's softened output on a
               random clean image of class w(y)), with finite-difference tests; the defaults are
@@ -83,9 +86,9 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 11
+#define L2C_VERSION_MINOR 12
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.11.0"
+#define L2C_VERSION "0.12.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -643,6 +646,13 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path);
    [0, 1] poisons only the first fraction*n samples. */
 L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *clean, float eps,
                                float fraction, l2c_dataset *out);
+/* The generator's perturbation alone, before the clamp and the quantisation: noise = eps * g(x)
+   for n images x (n * c * h * w floats, the generator's input shape), g in eval mode; noise has room
+   for as many floats. What the paper feeds a poisoned victim for its "noise only" accuracy
+   (ALGORITHM.md section 5); l2c_poison_dataset's release keeps only the part that survives the
+   clamp. Fails with a message on NULL arguments, n < 1, eps outside (0, 1], a non-finite input or
+   a model whose output is not the image's shape (a classifier). */
+L2C_API int l2c_generator_noise(const l2c_model *generator, const float *x, int n, float eps, float *noise);
 
 /* Reference MNIST models of the paper's code (1 x 28 x 28 input):
    victim: conv5 1->20 BN ReLU avgpool2, conv5 20->50 BN ReLU avgpool2, dense 800->500 BN ReLU,
@@ -5364,6 +5374,20 @@ static uint8_t l2c__quantise(float v, uint8_t clean, int budget)
     return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
 }
 
+/* A generator for c x h x w images takes them and makes perturbations of the same shape. */
+static int l2c__check_generator(const l2c_model *g, int c, int h, int w, const char *caller)
+{
+    int oc, oh, ow;
+    if (g->in_c != c || g->in_h != h || g->in_w != w)
+        return l2c__fail(L2C_EINVAL, "%s: the generator takes %dx%dx%d images; the data is %dx%dx%d",
+                         caller, g->in_c, g->in_h, g->in_w, c, h, w);
+    l2c_model_output_shape(g, &oc, &oh, &ow);
+    if (oc != c || oh != h || ow != w)
+        return l2c__fail(L2C_EINVAL, "%s: the generator makes %dx%dx%d outputs, not %dx%dx%d images (a classifier?)",
+                         caller, oc, oh, ow, c, h, w);
+    return L2C_OK;
+}
+
 L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *clean, float eps,
                                float fraction, l2c_dataset *out)
 {
@@ -5377,16 +5401,7 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
     if (!generator || !clean || !out || !clean->images) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: NULL argument");
     if (!(eps > 0.0f && eps <= 1.0f)) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: eps %g is outside (0, 1]", eps);
     if (!(fraction >= 0.0f && fraction <= 1.0f)) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: fraction %g is outside [0, 1]", fraction);
-    if (generator->in_c != clean->c || generator->in_h != clean->h || generator->in_w != clean->w)
-        return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: the generator takes %dx%dx%d images; the data is %dx%dx%d",
-                         generator->in_c, generator->in_h, generator->in_w, clean->c, clean->h, clean->w);
-    {
-        int oc, oh, ow;
-        l2c_model_output_shape(generator, &oc, &oh, &ow);
-        if (oc != clean->c || oh != clean->h || ow != clean->w)
-            return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: the generator makes %dx%dx%d outputs, not %dx%dx%d images (a classifier?)",
-                             oc, oh, ow, clean->c, clean->h, clean->w);
-    }
+    if (l2c__check_generator(generator, clean->c, clean->h, clean->w, "l2c_poison_dataset")) return L2C_EINVAL;
     per = (size_t)clean->c * clean->h * clean->w;
     memset(out, 0, sizeof *out);
     *out = *clean;
@@ -5417,6 +5432,36 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
     }
     l2c_model_free(g); l2c_tape_free(t); L2C_FREE(x); L2C_FREE(idx);
     if (rc) l2c_dataset_free(out);
+    return rc;
+}
+
+L2C_API int l2c_generator_noise(const l2c_model *generator, const float *x, int n, float eps, float *noise)
+{
+    const int chunk = 256;
+    l2c_model *g;
+    l2c_tape *t;
+    size_t per, k;
+    int i, rc = L2C_OK;
+    if (!generator || !x || !noise) return l2c__fail(L2C_EINVAL, "l2c_generator_noise: NULL argument");
+    if (n < 1) return l2c__fail(L2C_EINVAL, "l2c_generator_noise: n = %d images; need at least 1", n);
+    if (!(eps > 0.0f && eps <= 1.0f)) return l2c__fail(L2C_EINVAL, "l2c_generator_noise: eps %g is outside (0, 1]", eps);
+    if (l2c__check_generator(generator, generator->in_c, generator->in_h, generator->in_w, "l2c_generator_noise")) return L2C_EINVAL;
+    per = (size_t)generator->in_c * generator->in_h * generator->in_w;
+    for (k = 0; k < (size_t)n * per; k++)
+        if (!isfinite(x[k])) return l2c__fail(L2C_ENAN, "l2c_generator_noise: input value %lu (image %lu) is not finite", (unsigned long)k, (unsigned long)(k / per));
+    g = l2c_model_clone(generator);   /* the forward pass takes a mutable model */
+    t = l2c_tape_new();
+    if (!g || !t) rc = l2c__fail(L2C_ENOMEM, "l2c_generator_noise: out of memory");
+    for (i = 0; !rc && i < n; i += chunk) {
+        int m = n - i < chunk ? n - i : chunk;
+        l2c_tensor *in, *out;
+        l2c_tape_reset(t);
+        in = l2c_tape_input(t, m, g->in_c, g->in_h, g->in_w, x + (size_t)i * per, 0);
+        out = in ? l2c_model_forward(t, g, in, L2C_EVAL) : NULL;
+        if (!out) { rc = L2C_EINVAL; break; }
+        for (k = 0; k < (size_t)m * per; k++) noise[(size_t)i * per + k] = eps * out->data[k];
+    }
+    l2c_model_free(g); l2c_tape_free(t);
     return rc;
 }
 

@@ -4,8 +4,11 @@
    success; K = 1 unless --label-shift K), accuracy when fed only the noise (with --generator), and the confusion matrix.
 
    usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]
-                     [--seed S] [--generator FILE --eps E] [--confusion-dir DIR] [--label-shift K] [--json]
-                     [--optimizer sgd|adam [--lr LR]] [--batch B] [--augment P]
+                     [--seed S] [--generator FILE --eps E [--noise generator|released]] [--confusion-dir DIR]
+                     [--label-shift K] [--json] [--optimizer sgd|adam [--lr LR]] [--batch B] [--augment P]
+   --noise: what "noise only" feeds each victim: generator (default), the paper's eps*g(x) of the
+   clean test images (l2c_generator_noise); released, what of it survives in the release (the
+   clamped, quantised poison minus the clean image; the README's figures before 2026-12-05).
    --optimizer trains every network victim with one recipe instead of its own: SGD with momentum
    0.9 (lr 0.01 unless --lr) or Adam (lr 1e-3 unless --lr); --batch sets every network's
    mini-batch size (default 64, the victims' own); --augment P moves each of every network's
@@ -209,19 +212,20 @@ static int load_set(l2c_dataset *ds, const char *dir, const char *prefix)
     return 0;
 }
 
-/* eps*g(x) of the clean test images alone, as the released (quantised) poison minus the clean image. */
-static float *noise_only(const char *gen_path, const l2c_dataset *test, const float *xtest, float eps)
+/* The noise alone on the clean test images: the paper's eps*g(x) (released 0), or what survives in
+   the release, the quantised poison minus the clean image (released 1). */
+static float *noise_only(const char *gen_path, const l2c_dataset *test, const float *xtest, float eps, int released)
 {
     l2c_model *g = l2c_model_read(gen_path);   /* whatever generator it holds */
+    float *noise = (float *)malloc((size_t)test->n * 784 * sizeof(float));
     l2c_dataset pt;
-    float *noise = NULL;
-    int i;
-    if (g && l2c_poison_dataset(g, test, eps, 1.0f, &pt) == 0) {
-        noise = to_floats(&pt);
-        for (i = 0; noise && i < test->n * 784; i++) noise[i] -= xtest[i];
+    int i, rc = g && noise ? 0 : -1;
+    if (!rc && !released) rc = l2c_generator_noise(g, xtest, test->n, eps, noise);
+    if (!rc && released && !(rc = l2c_poison_dataset(g, test, eps, 1.0f, &pt))) {
+        for (i = 0; i < test->n * 784; i++) noise[i] = pt.images[i] / 255.0f - xtest[i];
         l2c_dataset_free(&pt);
     }
-    if (!noise) fprintf(stderr, "eval_mnist: %s: %s\n", gen_path, l2c_error());
+    if (rc) { fprintf(stderr, "eval_mnist: %s: %s\n", gen_path, g && !noise ? "out of memory" : l2c_error()); free(noise); noise = NULL; }
     l2c_model_free(g);
     return noise;
 }
@@ -276,7 +280,7 @@ int main(int argc, char **argv)
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
     const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug,knn,forest", *gen_path = NULL, *conf_dir = NULL;
     const char *augment_arg = NULL;
-    int epochs = 2, label_shift = 1, json = 0, lr_given = 0, i, v, first = 1;
+    int epochs = 2, label_shift = 1, json = 0, lr_given = 0, released_noise = 0, i, v, first = 1;
     char map_col[16], override_text[96];
     unsigned long seed = 7;
     float eps = 0.3f, *xtest, *noise = NULL;
@@ -297,6 +301,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seed")) seed = strtoul(val, NULL, 10);
         else if (!strcmp(a, "--generator")) gen_path = val;
         else if (!strcmp(a, "--eps")) eps = (float)atof(val);
+        else if (!strcmp(a, "--noise")) {
+            if (strcmp(val, "generator") && strcmp(val, "released")) { fprintf(stderr, "eval_mnist: --noise is generator or released\n"); return 2; }
+            released_noise = !strcmp(val, "released");
+        }
         else if (!strcmp(a, "--confusion-dir")) conf_dir = val;
         else if (!strcmp(a, "--label-shift")) label_shift = whole_number(val, 0);
         else if (!strcmp(a, "--optimizer")) {
@@ -328,10 +336,10 @@ int main(int argc, char **argv)
     xtest = to_floats(&test);
     pred = (uint8_t *)malloc((size_t)test.n);
     tape = l2c_tape_new();
-    if (gen_path && !(noise = noise_only(gen_path, &test, xtest, eps))) return 1;
+    if (gen_path && !(noise = noise_only(gen_path, &test, xtest, eps, released_noise))) return 1;
     describe_recipe(override_text, sizeof override_text);
-    if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"victims\": [",
-                     train_dir, epochs, label_shift, override_text);
+    if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"noise_only\": \"%s\", \"victims\": [",
+                     train_dir, epochs, label_shift, override_text, !gen_path ? "none" : released_noise ? "released" : "generator");
     else if (override_text[0]) printf("recipe override: every network victim trains with %s\n", override_text);
     if (!json) printf("%-10s %-46s %8s %8s %8s %8s %8s\n", "victim", "recipe (2 epochs unless --epochs)", base_dir ? "clean%" : "",
                 "final%", "peak%", map_col, "noise%");

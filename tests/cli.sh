@@ -124,6 +124,10 @@ expect eval_forest_fits_its_training_set 0 "forest .* 100.00 *100.00" $B/eval_mn
 expect eval_forest_scores_the_noise_alone 0 "forest .*[0-9][.][0-9][0-9] *$" $B/eval_mnist --train "$T/good" --test "$T/good" --victims forest --generator "$T/out/generator.l2c"
 expect eval_knn_scores_the_noise_alone 0 "knn .*[0-9][.][0-9][0-9] *$" $B/eval_mnist --train "$T/good" --test "$T/good" --victims knn --generator "$T/out/generator.l2c"
 expect eval_rejects_foreign_generator 1 "not a model checkpoint" $E --train "$T/good" --generator "$T/ckpt"
+expect eval_rejects_unknown_noise 2 "generator or released" $E --train "$T/good" --generator "$T/out/generator.l2c" --noise raw
+expect eval_feeds_the_released_noise 0 "softmax .*[0-9][.][0-9][0-9] *$" $E --train "$T/out" --generator "$T/out/generator.l2c" --noise released
+expect eval_json_names_the_noise 0 '"noise_only": "generator"' $E --train "$T/out" --generator "$T/out/generator.l2c" --json
+expect eval_json_without_generator 0 '"noise_only": "none"' $E --train "$T/good" --json
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -325,6 +325,58 @@ static void test_poison_stays_within_eps(void)
     l2c_model_free(g); l2c_dataset_free(&d);
 }
 
+/* l2c_generator_noise is the release before the clamp and the quantisation: where x + noise stays
+   in [0, 1] the released pixel is its rounding, elsewhere the release sits at the bound. */
+static void test_generator_noise_is_the_release_before_the_clamp(void)
+{
+    const int size = TA_N * TA_SIDE * TA_SIDE;
+    l2c_dataset d, p;
+    float x[TA_N * TA_SIDE * TA_SIDE], noise[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator();
+    int i, inside = 0, clamped = 0;
+    REQUIRE(g, "setup failed");
+    ta_dataset(&d, x);
+    for (i = 0; i < TA_N; i++) d.images[i * TA_SIDE * TA_SIDE] = (uint8_t)(i % 2 ? 255 : 0), x[i * TA_SIDE * TA_SIDE] = (float)(i % 2);
+    for (i = 0; i < (int)g->nparams; i++) g->params[i] *= 20.0f;   /* large outputs: some pixels clamp */
+    REQUIRE(l2c_generator_noise(g, x, TA_N, 0.1f, noise) == 0, "noise failed: %s", l2c_error());
+    REQUIRE(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p) == 0, "poison failed: %s", l2c_error());
+    for (i = 0; i < size; i++) {
+        float sum = x[i] + noise[i];
+        CHECK(fabsf(noise[i]) <= 0.1f + 1e-6f, "noise %g at %d exceeds eps", noise[i], i);
+        if (sum > 0.002f && sum < 0.998f) {
+            inside++;
+            CHECK(fabsf(p.images[i] / 255.0f - sum) <= 0.5f / 255.0f + 1e-5f, "pixel %d released as %d, noise says %g", i, p.images[i], 255.0f * sum);
+        } else if (sum <= 0.0f || sum >= 1.0f) {
+            clamped++;
+            CHECK(p.images[i] == (sum <= 0.0f ? 0 : 255), "pixel %d clamped to %d, noise says %g", i, p.images[i], 255.0f * sum);
+        }
+    }
+    CHECK(inside > size / 2 && clamped > 0, "the test did not exercise both cases: %d inside, %d clamped", inside, clamped);
+    l2c_dataset_free(&p); l2c_model_free(g); l2c_dataset_free(&d);
+}
+
+static void test_generator_noise_refuses_bad_input(void)
+{
+    l2c_dataset d;
+    float x[TA_N * TA_SIDE * TA_SIDE], noise[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator(), *v = ta_victim();
+    REQUIRE(g && v, "setup failed");
+    ta_dataset(&d, x);
+    CHECK_FAILS(l2c_generator_noise(NULL, x, TA_N, 0.1f, noise));
+    CHECK_FAILS(l2c_generator_noise(g, NULL, TA_N, 0.1f, noise));
+    CHECK_FAILS(l2c_generator_noise(g, x, TA_N, 0.1f, NULL));
+    CHECK_FAILS(l2c_generator_noise(g, x, 0, 0.1f, noise));
+    CHECK_FAILS(l2c_generator_noise(g, x, TA_N, 0.0f, noise));
+    CHECK_FAILS(l2c_generator_noise(g, x, TA_N, 1.5f, noise));
+    CHECK_FAILS(l2c_generator_noise(g, x, TA_N, (float)NAN, noise));
+    CHECK_FAILS(l2c_generator_noise(v, x, TA_N, 0.1f, noise));   /* a classifier: 3 outputs, no image */
+    CHECK(strstr(l2c_error(), "a classifier?") != NULL, "message: %s", l2c_error());
+    x[5] = (float)NAN;
+    CHECK_FAILS(l2c_generator_noise(g, x, TA_N, 0.1f, noise));
+    CHECK(strstr(l2c_error(), "not finite") != NULL, "message: %s", l2c_error());
+    l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
 static void test_attack_refuses_bad_settings(void)
 {
     l2c_dataset d;
@@ -1251,6 +1303,8 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_alignment_gradient_matches_cosine),
     L2CT(test_alignment_gradient_matches_cosine_targeted),
     L2CT(test_poison_stays_within_eps),
+    L2CT(test_generator_noise_is_the_release_before_the_clamp),
+    L2CT(test_generator_noise_refuses_bad_input),
     L2CT(test_attack_refuses_bad_settings),
     L2CT(test_attack_checkpoint_resumes_bit_identically),
     L2CT(test_attack_checkpoint_resumes_victim_pool),
