@@ -135,6 +135,7 @@ static double attack_step_ms(int steps, int autoencoder)
     double t0 = 0;
     int s;
     l2c_attack_defaults(&cfg, 10);
+    cfg.batch = 64;   /* the README's figures are per 64-image step (the defaults' batch before 0.13.0) */
     a = l2c_attack_new(&cfg, g, v, &d);
     for (s = -2; s < steps; s++) {
         if (s == 0) t0 = l2c_seconds();

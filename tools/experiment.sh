@@ -4,7 +4,9 @@
 # poison_mnist (pass extra options in POISON_ARGS) and judged by victims trained from scratch
 # (eval_mnist, VICTIMS below). Writes markdown tables to out/experiment.md as it goes.
 # Long: about one `make run` per line of the tables. A quick version (what the README reports):
-#   EPSILONS="0.1 0.15 0.2 0.3" POISON_ARGS="--warmup 2000 --trials 8" VICTIMS=mlp,cnn,cnn3x3 sh tools/experiment.sh
+#   EPSILONS="0.1 0.15 0.2 0.3" POISON_ARGS="--warmup 2000 --trials 8 --batch 64 --victim-lr 0.01 --steps 100" \
+#   VICTIMS=mlp,cnn,cnn3x3 sh tools/experiment.sh   (measured with v0.2.0, whose batch, victim lr and
+#   trial length the flags pin)
 set -eu
 B=${B:-build}
 DATA=${DATA:-build/mnist}
