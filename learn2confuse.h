@@ -35,11 +35,11 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
-       0.13.0 attack defaults: batch 128 with victim_lr 0.02 (the paper's lr per image), a 2,500-step
-              warm-up and 32 trials of 50 steps - the same images and work as before, half as many
-              steps; the mean of nine victims fell on three seeds of three (README: study of
-              2026-12-05, afternoon). Batch 64, victim_lr 0.01, warmup_steps 5000, 100 steps per
-              trial give 0.12.0's results bit for bit
+       0.13.0 attack defaults: batch 256 with victim_lr 0.04 (the paper's lr per image), a 1,250-step
+              warm-up and 32 trials of 25 steps - the same images and work as before, a quarter
+              of the steps; the mean of nine victims fell on three seeds of three, as it did at
+              batch 128 (README: study of 2026-12-05, afternoon). Batch 64, victim_lr 0.01,
+              warmup_steps 5000, 100 steps per trial give 0.12.0's results bit for bit
        0.12.0 l2c_generator_noise (eps * g(x) before the clamp: the paper's "noise only" input),
               with tests; soft warm-up targets computed once per step for the image and noise
               terms (results unchanged) (README: study of 2026-12-05)
@@ -486,11 +486,11 @@ typedef struct l2c_attack_progress {
 typedef struct l2c_attack_config {
     float eps;             /* L-inf bound of the perturbation, in (0, 1]           default 0.3 */
     float victim_lr;       /* SGD learning rate of the victim (alpha); also the reference
-                              classifiers' lr. Scale it with batch (the paper: 0.01 at 64)  default 0.02 */
+                              classifiers' lr. Scale it with batch (the paper: 0.01 at 64)  default 0.04 */
     float gen_lr;          /* Adam learning rate of the generator                  default 1e-3 */
-    int batch;             /* mini-batch size (the paper: 64)                      default 128 */
+    int batch;             /* mini-batch size (the paper: 64)                      default 256 */
     int trials;            /* number of trials                                     default 32 */
-    int steps_per_trial;   /* steps per trial (xi <- xi' after each); 0 = one epoch default 50 */
+    int steps_per_trial;   /* steps per trial (xi <- xi' after each); 0 = one epoch default 25 */
     int victims;           /* victims trained in turn, one step each (a pool)      default 1 */
     int victim_lifetime;   /* a victim's own steps before it is replaced; 0 =
                               steps_per_trial (the paper: a fresh victim per trial)  default 0 */
@@ -498,7 +498,7 @@ typedef struct l2c_attack_config {
     int label_map[L2C_MAX_CLASSES]; /* eta(y) for the targeted mode            default y+1 mod K */
     float fd_radius;       /* finite-difference radius r * |v|                     default 0.01 */
     int warmup_steps;      /* head start: generator steps against a classifier trained on clean
-                              data, before trial 1 (0: none, the paper's start)   default 2500 */
+                              data, before trial 1 (0: none, the paper's start)   default 1250 */
     float warmup_epochs;   /* epochs of clean training of the reference classifiers (a fraction
                               is a share of one epoch's batches; at least one batch) default 1 */
     int pairing;           /* non-targeted warm-up targets w(y): L2C_PAIR_NEXT (y+1),
@@ -578,9 +578,9 @@ typedef struct l2c_attack_config {
 
 typedef struct l2c_attack l2c_attack;
 
-/* The paper's eps (0.3) and victim lr per image (0.01 at batch 64: here 0.02 at batch 128), with
-   this library's faster schedule (README): generator Adam lr 1e-3, a 2,500-step warm-up, then 32
-   trials of 50 steps with anchor 1 and w(y) = y+1. Add reference classifiers with
+/* The paper's eps (0.3) and victim lr per image (0.01 at batch 64: here 0.04 at batch 256), with
+   this library's faster schedule (README): generator Adam lr 1e-3, a 1,250-step warm-up, then 32
+   trials of 25 steps with anchor 1 and w(y) = y+1. Add reference classifiers with
    l2c_attack_add_reference. */
 L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses);
 /* Prepares an attack on `train` (kept by pointer; must outlive the attack). The generator is copied
@@ -4288,15 +4288,15 @@ L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses)
     int k;
     memset(cfg, 0, sizeof *cfg);
     cfg->eps = 0.3f;
-    cfg->victim_lr = 0.02f;
+    cfg->victim_lr = 0.04f;
     cfg->gen_lr = 1e-3f;
-    cfg->batch = 128;
+    cfg->batch = 256;
     cfg->trials = 32;
-    cfg->steps_per_trial = 50;
+    cfg->steps_per_trial = 25;
     cfg->victims = 1;
     cfg->victim_lifetime = 0;
     cfg->fd_radius = 0.01f;
-    cfg->warmup_steps = 2500;
+    cfg->warmup_steps = 1250;
     cfg->warmup_epochs = 1;
     cfg->anchor = 1.0f;
     cfg->victim_adam_lr = 1e-3f;

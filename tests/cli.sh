@@ -32,8 +32,10 @@ idx "$T/good/train-images-idx3-ubyte" 128 28 28;   labels "$T/good/train-labels-
 idx "$T/good/t10k-images-idx3-ubyte" 50 28 28;     labels "$T/good/t10k-labels-idx1-ubyte" 50
 idx "$T/big/train-images-idx3-ubyte" 128 32 32;    labels "$T/big/train-labels-idx1-ubyte" 128
 idx "$T/mismatch/train-images-idx3-ubyte" 128 28 28; labels "$T/mismatch/train-labels-idx1-ubyte" 100
-P="$B/poison_mnist --trials 1 --steps 2 --warmup 5 --checkpoint $T/ckpt"
+P="$B/poison_mnist --trials 1 --steps 2 --warmup 5 --batch 64 --checkpoint $T/ckpt"   # the test sets hold 128 images
 
+expect poison_rejects_default_batch_above_the_set 1 "batch 256 must be in \[2, 128 samples\]" \
+    $B/poison_mnist --trials 1 --steps 2 --warmup 5 --checkpoint $T/ckpt --data "$T/good" --out "$T/out"
 expect poison_rejects_eps_zero 2 "eps" $P --data "$T/good" --out "$T/out" --eps 0
 expect poison_rejects_eps_above_one 2 "eps" $P --data "$T/good" --out "$T/out" --eps 1.5
 expect poison_rejects_negative_warmup 1 "warmup_steps" $P --data "$T/good" --out "$T/out" --warmup -1
