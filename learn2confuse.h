@@ -1,4 +1,4 @@
-/* learn2confuse.h - v0.9.0 - training-time adversarial data (DeepConfuse) in one C99 header.
+/* learn2confuse.h - v0.14.0 - training-time adversarial data (DeepConfuse) in one C99 header.
 
    A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
    added to each training image, makes classifiers trained on the perturbed set fail on clean data
@@ -35,6 +35,11 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.14.0 attack checkpoints (format version 2) record the attack's settings: l2c_attack_load
+              refuses one made under another batch, learning rate, seed, label map or other knob
+              (trials may differ), naming the setting, unless loaded with the new
+              l2c_attack_load_under_new_settings; version 1 checkpoints (0.2.0-0.13.0) are refused
+              with a message rather than resumed under settings they did not record
        0.13.0 attack defaults: batch 256 with victim_lr 0.04 (the paper's lr per image), a 1,250-step
               warm-up and 32 trials of 25 steps - the same images and work as before, a quarter
               of the steps; the mean of nine victims fell on three seeds of three, as it did at
@@ -91,9 +96,9 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 13
+#define L2C_VERSION_MINOR 14
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.13.0"
+#define L2C_VERSION "0.14.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -643,9 +648,17 @@ L2C_API int l2c_attack_trials_done(const l2c_attack *a);
 /* The frozen generator (the one to release poisons with). */
 L2C_API const l2c_model *l2c_attack_generator(const l2c_attack *a);
 /* Saves / restores everything needed to resume after the last completed trial: both generators,
-   the Adam state and the trial counter (one atomic file). */
+   the Adam state and the trial counter (one atomic file). The file also records the attack's
+   settings (every l2c_attack_config field but trials and the callback), the generator's and
+   victims' architectures and the reference ensemble: l2c_attack_load refuses a checkpoint made
+   under others, with a message naming the first difference, and leaves the attack untouched.
+   trials may differ (a finished run can be extended). */
 L2C_API int l2c_attack_save(const l2c_attack *a, const char *path);
 L2C_API int l2c_attack_load(l2c_attack *a, const char *path);
+/* l2c_attack_load for a checkpoint made under other settings, which the attack then continues under
+   its own (a study that changes the trials' knobs after a shared warm-up, say). Architectures,
+   reference ensemble and file are checked as by l2c_attack_load. */
+L2C_API int l2c_attack_load_under_new_settings(l2c_attack *a, const char *path);
 
 /* Poison release: out = quantised clamp(x + eps * g(x), 0, 1) with g in eval mode, same labels.
    |out - clean| <= eps (+ one grey level from rounding). `out` is allocated (free with
@@ -3615,16 +3628,24 @@ static int l2c__read_file(const char *path, uint8_t **data, size_t *len, size_t 
     return L2C_OK;
 }
 
-/* Checks length and trailing checksum of a file image made by l2c__buf_commit. */
-static int l2c__verify(const char *path, const uint8_t *p, size_t len, size_t expected, const char *magic)
+/* Checks magic, format version, length and trailing checksum of a file image made by
+   l2c__buf_commit. */
+static int l2c__verify_version(const char *path, const uint8_t *p, size_t len, size_t expected, const char *magic,
+                               uint32_t version)
 {
     if (len < 8 || memcmp(p, magic, 4) != 0) return l2c__fail(L2C_EFORMAT, "%s: not a %s file (bad magic)", path, magic);
-    if (l2c__get_u32(p + 4) != 1) return l2c__fail(L2C_EFORMAT, "%s: unsupported format version %u", path, (unsigned)l2c__get_u32(p + 4));
+    if (l2c__get_u32(p + 4) != version) return l2c__fail(L2C_EFORMAT, "%s: unsupported format version %u", path, (unsigned)l2c__get_u32(p + 4));
     if (len != expected)
         return l2c__fail(L2C_EFORMAT, "%s: %lu bytes where this model/state needs %lu: another architecture, or truncated",
                          path, (unsigned long)len, (unsigned long)expected);
     if (l2c__checksum(p, len - 4) != l2c__get_u32(p + len - 4)) return l2c__fail(L2C_EFORMAT, "%s: checksum mismatch (corrupted file)", path);
     return L2C_OK;
+}
+
+/* Models and optimiser states are at format version 1. */
+static int l2c__verify(const char *path, const uint8_t *p, size_t len, size_t expected, const char *magic)
+{
+    return l2c__verify_version(path, p, len, expected, magic, 1);
 }
 
 static void l2c__put_arch(l2c__buf *b, const l2c_model *m)
@@ -5300,9 +5321,94 @@ static int l2c__ensemble_signature(const l2c_attack *a, uint32_t *sig)
     return L2C_OK;
 }
 
-/* Checkpoint layout: "L2CA", version, trials done, warm-up done, steps done, victims initialised,
-   the reference ensemble's signature, the victims' ages, the generator architecture, frozen and trainable generator states, every victim's state,
-   the Adam state, checksum. */
+/* The settings an attack checkpoint records. Resuming under other values would splice two
+   schedules into one generator (a batch of 256 on a run begun at 64, say), so l2c_attack_load
+   refuses them and names the first that differs. trials is not among them: a finished run may be
+   extended. The label map is recorded as a checksum. */
+typedef struct { const char *name; size_t offset; char kind; } l2c__setting;   /* kind: f float, i int, u uint64 */
+#define L2C__SETTING(field, kind) { #field, offsetof(l2c_attack_config, field), kind }
+static const l2c__setting l2c__attack_settings[] = {
+    L2C__SETTING(eps, 'f'), L2C__SETTING(victim_lr, 'f'), L2C__SETTING(gen_lr, 'f'),
+    L2C__SETTING(batch, 'i'), L2C__SETTING(steps_per_trial, 'i'), L2C__SETTING(victims, 'i'),
+    L2C__SETTING(victim_lifetime, 'i'), L2C__SETTING(targeted, 'i'), L2C__SETTING(fd_radius, 'f'),
+    L2C__SETTING(warmup_steps, 'i'), L2C__SETTING(warmup_epochs, 'f'), L2C__SETTING(pairing, 'i'),
+    L2C__SETTING(anchor, 'f'), L2C__SETTING(shortcut, 'f'), L2C__SETTING(noise_weight, 'f'),
+    L2C__SETTING(warmup_temperature, 'f'), L2C__SETTING(warmup_shift, 'i'),
+    L2C__SETTING(victim_momentum, 'f'), L2C__SETTING(victim_shift, 'i'), L2C__SETTING(lr_schedule, 'i'),
+    L2C__SETTING(objective, 'i'), L2C__SETTING(victim_optimizer, 'i'), L2C__SETTING(victim_adam_lr, 'f'),
+    L2C__SETTING(clamp_inward, 'i'), L2C__SETTING(untargeted_loss, 'i'), L2C__SETTING(seed, 'u')
+};
+#undef L2C__SETTING
+#define L2C__NSETTINGS ((int)(sizeof l2c__attack_settings / sizeof l2c__attack_settings[0]))
+#define L2C__SETTINGS_BYTES (8 * ((size_t)L2C__NSETTINGS + 1))   /* the settings and the label map's checksum */
+
+/* One setting's value as 64 bits (a float by its bit pattern, so that equal means identical). */
+static uint64_t l2c__setting_bits(const l2c_attack_config *cfg, const l2c__setting *s)
+{
+    const char *field = (const char *)cfg + s->offset;
+    float f;
+    int i;
+    uint32_t u;
+    uint64_t v;
+    if (s->kind == 'f') { memcpy(&f, field, sizeof f); memcpy(&u, &f, sizeof u); return u; }
+    if (s->kind == 'i') { memcpy(&i, field, sizeof i); return (uint64_t)(uint32_t)i; }
+    memcpy(&v, field, sizeof v);
+    return v;
+}
+
+static uint32_t l2c__label_map_checksum(const l2c_attack_config *cfg)
+{
+    uint8_t bytes[4 * L2C_MAX_CLASSES];
+    int k;
+    for (k = 0; k < L2C_MAX_CLASSES; k++) {
+        uint32_t v = (uint32_t)cfg->label_map[k];
+        bytes[4 * k] = (uint8_t)v; bytes[4 * k + 1] = (uint8_t)(v >> 8);
+        bytes[4 * k + 2] = (uint8_t)(v >> 16); bytes[4 * k + 3] = (uint8_t)(v >> 24);
+    }
+    return l2c__checksum(bytes, sizeof bytes);
+}
+
+static void l2c__put_settings(l2c__buf *b, const l2c_attack_config *cfg)
+{
+    int k;
+    for (k = 0; k < L2C__NSETTINGS; k++) l2c__put_u64(b, l2c__setting_bits(cfg, &l2c__attack_settings[k]));
+    l2c__put_u64(b, l2c__label_map_checksum(cfg));
+}
+
+/* Formats a recorded setting for a message. */
+static void l2c__format_setting(char *out, size_t size, const l2c__setting *s, uint64_t bits)
+{
+    float f;
+    uint32_t u = (uint32_t)bits;
+    if (s->kind == 'f') { memcpy(&f, &u, sizeof f); snprintf(out, size, "%g", f); }
+    else if (s->kind == 'i') snprintf(out, size, "%d", (int)(int32_t)u);
+    else snprintf(out, size, "%llu", (unsigned long long)bits);
+}
+
+/* Compares the settings recorded at p with the attack's own. */
+static int l2c__check_settings(const char *path, const uint8_t *p, const l2c_attack_config *cfg)
+{
+    int k;
+    for (k = 0; k < L2C__NSETTINGS; k++) {
+        const l2c__setting *s = &l2c__attack_settings[k];
+        uint64_t saved = l2c__get_u64(p + 8 * k), now = l2c__setting_bits(cfg, s);
+        if (saved != now) {
+            char a[32], b[32];
+            l2c__format_setting(a, sizeof a, s, saved);
+            l2c__format_setting(b, sizeof b, s, now);
+            return l2c__fail(L2C_EFORMAT, "%s: made with %s = %s; this attack has %s = %s (resume with the checkpoint's settings)",
+                             path, s->name, a, s->name, b);
+        }
+    }
+    if (l2c__get_u64(p + 8 * L2C__NSETTINGS) != l2c__label_map_checksum(cfg))
+        return l2c__fail(L2C_EFORMAT, "%s: made with another label map (resume with the checkpoint's settings)", path);
+    return L2C_OK;
+}
+
+/* Checkpoint layout: "L2CA", version 2, trials done, warm-up done, steps done, victims initialised,
+   the reference ensemble's signature, the settings, the victims' ages, the generator architecture,
+   frozen and trainable generator states, every victim's state, the Adam state, checksum. (Version 1,
+   0.2.0-0.13.0, did not record the settings.) */
 L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
 {
     l2c__buf b;
@@ -5312,12 +5418,13 @@ L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
     if (l2c__ensemble_signature(a, &sig)) return L2C_ENOMEM;
     memset(&b, 0, sizeof b);
     l2c__put(&b, "L2CA", 4);
-    l2c__put_u32(&b, 1);
+    l2c__put_u32(&b, 2);
     l2c__put_u32(&b, (uint32_t)a->trials_done);
     l2c__put_u32(&b, (uint32_t)a->warmed_up);
     l2c__put_u64(&b, (uint64_t)a->steps_done);
     l2c__put_u64(&b, (uint64_t)a->reinits);
     l2c__put_u32(&b, sig);
+    l2c__put_settings(&b, &a->cfg);
     for (k = 0; k < a->cfg.victims; k++) l2c__put_u32(&b, (uint32_t)a->age[k]);
     l2c__put_arch(&b, a->frozen);
     l2c__put_state(&b, a->frozen);
@@ -5334,27 +5441,32 @@ static void l2c__get_state(const uint8_t *s, l2c_model *m)
     l2c__get_floats(s + 4 * m->nparams, m->buffers, m->nbuffers);
 }
 
-L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
+/* Loads an attack checkpoint; with check_settings, only one made under the attack's settings. */
+static int l2c__attack_load(l2c_attack *a, const char *path, int check_settings)
 {
     uint8_t *p;
     const uint8_t *s;
     size_t len, expected, gen_state, vic_state, head;
     int rc, k, K;
     uint32_t sig;
-    if (!a || !path) return l2c__fail(L2C_EINVAL, "l2c_attack_load: NULL argument");
     if (l2c__ensemble_signature(a, &sig)) return L2C_ENOMEM;
     K = a->cfg.victims;
     gen_state = l2c__state_bytes(a->frozen);
     vic_state = l2c__state_bytes(a->pool[0]);
-    head = 36 + 4 * (size_t)K;
+    head = 36 + L2C__SETTINGS_BYTES + 4 * (size_t)K;
     expected = head + l2c__arch_bytes(a->frozen) + 2 * gen_state + K * vic_state + l2c__adam_bytes(&a->adam) + 4;
     rc = l2c__read_file(path, &p, &len, expected);
     if (rc) return rc;
-    rc = l2c__verify(path, p, len, expected, "L2CA");
+    if (len >= 8 && memcmp(p, "L2CA", 4) == 0 && l2c__get_u32(p + 4) == 1)
+        rc = l2c__fail(L2C_EFORMAT, "%s: an attack checkpoint of learn2confuse 0.13.0 or earlier, which did not record the attack's settings; start a new attack",
+                       path);
+    else
+        rc = l2c__verify_version(path, p, len, expected, "L2CA", 2);
     if (!rc) rc = l2c__check_arch(path, p + head, a->frozen);
     if (!rc && l2c__get_u32(p + 32) != sig)
         rc = l2c__fail(L2C_EFORMAT, "%s: made with another reference ensemble or other victim architectures (add the same reference classifiers, %d now, and victims, %d now)",
                        path, a->nrefs, a->narchs);
+    if (!rc && check_settings) rc = l2c__check_settings(path, p + 36, &a->cfg);
     s = p + head + l2c__arch_bytes(a->frozen);
     if (!rc) rc = l2c__get_adam(path, s + 2 * gen_state + K * vic_state, &a->adam);
     if (!rc) {
@@ -5362,13 +5474,25 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
         a->warmed_up = l2c__get_u32(p + 12) != 0 || a->cfg.warmup_steps == 0;
         a->steps_done = (long)l2c__get_u64(p + 16);
         a->reinits = (long)l2c__get_u64(p + 24);
-        for (k = 0; k < K; k++) a->age[k] = (int)l2c__get_u32(p + 36 + 4 * k);
+        for (k = 0; k < K; k++) a->age[k] = (int)l2c__get_u32(p + 36 + L2C__SETTINGS_BYTES + 4 * k);
         l2c__get_state(s, a->frozen);
         l2c__get_state(s + gen_state, a->trainable);
         for (k = 0; k < K; k++) l2c__get_state(s + 2 * gen_state + k * vic_state, a->pool[k]);
     }
     L2C_FREE(p);
     return rc;
+}
+
+L2C_API int l2c_attack_load(l2c_attack *a, const char *path)
+{
+    if (!a || !path) return l2c__fail(L2C_EINVAL, "l2c_attack_load: NULL argument");
+    return l2c__attack_load(a, path, 1);
+}
+
+L2C_API int l2c_attack_load_under_new_settings(l2c_attack *a, const char *path)
+{
+    if (!a || !path) return l2c__fail(L2C_EINVAL, "l2c_attack_load_under_new_settings: NULL argument");
+    return l2c__attack_load(a, path, 0);
 }
 
 /* Quantises one poisoned pixel, keeping it within the integer budget of the clean one so that the

@@ -2,7 +2,8 @@
 
    usage: poison_mnist [--data DIR] [--out DIR] [--checkpoint FILE] [--eps E] [--trials T]
                        [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
-                       [--targeted] [--label-shift K] [--fraction F] [--generator mnist|autoencoder] [--gen-width W] [--fresh]
+                       [--targeted] [--label-shift K] [--fraction F] [--generator mnist|autoencoder] [--gen-width W]
+                       [--fresh] [--new-settings]
                        [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
                        [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest|reachable]
                        [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
@@ -12,6 +13,9 @@
 
    --targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10
    (K in 1..9; implies --targeted);
+   --fresh: start over, ignoring (and then replacing) the checkpoint; --new-settings: resume a
+   checkpoint made under other settings, continuing under those given now (a checkpoint records
+   them, and is otherwise refused where they differ; --trials may always change);
    --gen-width: channels of the autoencoder's first layer (default 16, the paper's; 8 is faster, README);
    --ref-epochs: epochs of clean training of the reference classifiers (default 1);
    --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
@@ -133,7 +137,7 @@ int main(int argc, char **argv)
     const char *trial_victims = "none";             /* further imaginary-victim architectures */
     char path[1024], path2[1024], mode[64] = "non-targeted";
     float fraction = 1.0f;
-    int anchor_given = 0, label_shift = 1, fresh = 0, threads = 0, width = 100, gen_width = 16, i, rc, trials_left;
+    int anchor_given = 0, label_shift = 1, fresh = 0, new_settings = 0, threads = 0, width = 100, gen_width = 16, i, rc, trials_left;
     l2c_attack_config cfg;
     l2c_dataset train, poisoned;
     l2c_model *gen, *victim;
@@ -204,6 +208,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--label-shift")) { label_shift = atoi(arg_value(argc, argv, &i)); cfg.targeted = 1; }
         else if (!strcmp(a, "--clamp-inward")) cfg.clamp_inward = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;
+        else if (!strcmp(a, "--new-settings")) new_settings = 1;
         else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }
     }
     if (cfg.targeted && !anchor_given) cfg.anchor = 2.0f;   /* measured best for label-specific runs */
@@ -236,8 +241,10 @@ int main(int argc, char **argv)
     if (add_classifiers(attack, trial_victims, cfg.seed, l2c_attack_add_victim)) return fail("--trial-victims");
 
     /* Resume when a checkpoint exists; refuse (rather than overwrite) one that does not fit. */
-    if (!fresh && (rc = l2c_attack_load(attack, ckpt)) != 0) {
-        if (rc != L2C_EIO) return fail("the checkpoint exists but cannot be used (pass --fresh to start over)");
+    rc = 0;
+    if (!fresh) rc = new_settings ? l2c_attack_load_under_new_settings(attack, ckpt) : l2c_attack_load(attack, ckpt);
+    if (rc != 0) {
+        if (rc != L2C_EIO) return fail("the checkpoint exists but cannot be used (pass --fresh to start over, or --new-settings to resume under these settings)");
         l2c_clear_error();
     }
     trials_left = cfg.trials - l2c_attack_trials_done(attack);

@@ -83,9 +83,12 @@ expect poison_runs_an_adam_victim 0 "wrote" $P --data "$T/good" --out "$T/adam" 
 expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/out"
 cp "$T/ckpt" "$T/ckpt.before"
 expect poison_refuses_checkpoint_of_other_references 1 "reference ensemble" $P --data "$T/good" --out "$T/out" --references none
+expect poison_refuses_checkpoint_of_other_settings 1 "made with batch = 64; this attack has batch = 32" $P --data "$T/good" --out "$T/out" --batch 32
 expect poison_refuses_checkpoint_of_other_trial_victims 1 "victim architectures" $P --data "$T/good" --out "$T/out" --trial-victims mlp
 expect poison_refuses_checkpoint_of_other_generator 1 "another kind or architecture" $P --data "$T/good" --out "$T/out" --generator mnist
 if cmp -s "$T/ckpt" "$T/ckpt.before"; then ok checkpoint_untouched_after_refusal; else ko checkpoint_untouched_after_refusal; fi
+cp "$T/ckpt" "$T/newset.ckpt"; mkdir -p "$T/newset"
+expect poison_resumes_under_new_settings_when_asked 0 "1 trial(s) to go (1 done)" $P --data "$T/good" --out "$T/newset" --checkpoint "$T/newset.ckpt" --batch 32 --trials 2 --new-settings
 cp "$T/out/train-images-idx3-ubyte" "$T/images.before"
 touch "$T/afile"
 expect poison_reports_unwritable_output 1 "cannot create" $P --data "$T/good" --out "$T/afile"

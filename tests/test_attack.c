@@ -497,6 +497,50 @@ static l2c_attack_config ta_resume_config(void)
     return cfg;
 }
 
+/* The checkpoint at path (made under cfg) resumes with more trials, but not under another batch,
+   victim lr, seed or label map (saved after one trial): each refused with the setting named, the
+   attack untouched, unless loaded with l2c_attack_load_under_new_settings. A
+   checkpoint of format version 1 (0.13.0 and earlier, no settings recorded) is refused too. */
+static void ta_check_settings_recorded(const l2c_attack_config *cfg, l2c_model *g, l2c_model *v,
+                                       const l2c_dataset *d, int linear_victim, const char *path)
+{
+    static const char *const names[] = { "batch", "victim_lr", "seed", "label map" };
+    const char *old_path = tmp_path("attack_v1.ckpt");
+    static const unsigned char v1_head[12] = { 'L', '2', 'C', 'A', 1, 0, 0, 0, 0, 0, 0, 0 };
+    l2c_attack_config other;
+    l2c_attack *a;
+    FILE *f;
+    int k;
+    for (k = 0; k < 5; k++) {
+        other = *cfg;
+        if (k == 1) other.batch = cfg->batch / 2;
+        if (k == 2) other.victim_lr = cfg->victim_lr * 2.0f;
+        if (k == 3) other.seed = cfg->seed + 1;
+        if (k == 4) other.label_map[0] = 2;
+        if (k == 0) other.trials = cfg->trials + 2;   /* extending a run is allowed */
+        a = ta_new(&other, g, v, d, linear_victim);
+        REQUIRE(a, "setup failed: %s", l2c_error());
+        if (k == 0) {
+            CHECK(l2c_attack_load(a, path) == 0 && l2c_attack_trials_done(a) == 1, "extending the run was refused: %s", l2c_error());
+        } else {
+            CHECK_FAILS(l2c_attack_load(a, path));
+            CHECK(strstr(l2c_error(), names[k - 1]) != NULL, "message does not name %s: %s", names[k - 1], l2c_error());
+            CHECK(l2c_attack_trials_done(a) == 0 && !l2c_attack_warmed_up(a), "a refused checkpoint was partly loaded");
+            CHECK(l2c_attack_load_under_new_settings(a, path) == 0 && l2c_attack_trials_done(a) == 1,
+                  "asked for, other settings were refused: %s", l2c_error());
+        }
+        l2c_attack_free(a);
+    }
+    f = fopen(old_path, "wb");
+    REQUIRE(f && fwrite(v1_head, 1, sizeof v1_head, f) == sizeof v1_head && fclose(f) == 0, "cannot write %s", old_path);
+    a = ta_new(cfg, g, v, d, linear_victim);
+    REQUIRE(a, "setup failed: %s", l2c_error());
+    CHECK_FAILS(l2c_attack_load(a, old_path));
+    CHECK(strstr(l2c_error(), "did not record") != NULL, "message: %s", l2c_error());
+    l2c_attack_free(a);
+    remove(old_path);
+}
+
 /* Interrupting and resuming the attack `base` (in the warm-up, in a trial, from a checkpoint file in
    a new attack) ends at the uninterrupted run's generator, bit for bit. With an anchor the linear
    classifier joins the reference ensemble; with linear_victim it is also a second imaginary-victim
@@ -537,6 +581,7 @@ static void ta_check_resume(const l2c_attack_config *base, int linear_victim)
     REQUIRE(l2c_attack_run(c) == 0, "resumed run failed: %s", l2c_error());
     CHECK(memcmp(l2c_attack_generator(a)->params, l2c_attack_generator(c)->params, g->nparams * sizeof(float)) == 0,
           "resumed generator differs from the uninterrupted one");
+    ta_check_settings_recorded(&cfg, g, v, &d, linear_victim, path);
     if (cfg.anchor > 0.0f) {   /* resuming without the linear member is refused, the attack untouched */
         l2c_attack *plain;
         if (!linear_victim) cfg.anchor = 0.0f;   /* else: without the added victim architecture */
