@@ -1,5 +1,6 @@
 #!/bin/sh
-# Compile-time checks of the header's options: a misconfiguration is refused with a message.
+# Compile-time checks of the header's options (a misconfiguration is refused with a message), and
+# that the banner names the version.
 # Usage: sh tests/compile_checks.sh CC "CFLAGS" BUILD_DIR. Prints one line per check, "N passed, N failed" last.
 CC=$1; CFLAGS=$2; B=${3:-build}
 pass=0; fail=0
@@ -26,5 +27,12 @@ refuses "L2C_MALLOC alone is refused" "all or none of L2C_MALLOC" "L2C_MALLOC(n)
 refuses "L2C_FREE alone is refused" "all or none of L2C_MALLOC" "L2C_FREE(p) free(p)"
 refuses "L2C_MALLOC and L2C_FREE without L2C_REALLOC are refused" "all or none of L2C_MALLOC" \
         "L2C_MALLOC(n) malloc(n)" "L2C_FREE(p) free(p)"
+# The banner's version (first line) is the one L2C_VERSION says.
+version=$(sed -n 's/^#define L2C_VERSION "\(.*\)"$/\1/p' learn2confuse.h)
+if [ -n "$version" ] && head -n 1 learn2confuse.h | grep -q -- "- v$version -"; then
+    pass=$((pass + 1)); echo "ok   the banner names version $version"
+else
+    fail=$((fail + 1)); echo "FAIL the banner ($(head -n 1 learn2confuse.h | cut -c 1-40)) does not name L2C_VERSION ($version)"
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
