@@ -5324,7 +5324,7 @@ static int l2c__ensemble_signature(const l2c_attack *a, uint32_t *sig)
 /* The settings an attack checkpoint records. Resuming under other values would splice two
    schedules into one generator (a batch of 256 on a run begun at 64, say), so l2c_attack_load
    refuses them and names the first that differs. trials is not among them: a finished run may be
-   extended. The label map is recorded as a checksum. */
+   extended. The label map is recorded as a checksum. A new l2c_attack_config field belongs here. */
 typedef struct { const char *name; size_t offset; char kind; } l2c__setting;   /* kind: f float, i int, u uint64 */
 #define L2C__SETTING(field, kind) { #field, offsetof(l2c_attack_config, field), kind }
 static const l2c__setting l2c__attack_settings[] = {
