@@ -5324,7 +5324,7 @@ static int l2c__ensemble_signature(const l2c_attack *a, uint32_t *sig)
 /* The settings an attack checkpoint records. Resuming under other values would splice two
    schedules into one generator (a batch of 256 on a run begun at 64, say), so l2c_attack_load
    refuses them and names the first that differs. trials is not among them: a finished run may be
-   extended. The label map is recorded as a checksum. A new l2c_attack_config field belongs here. */
+   extended. The label map follows them, entry by entry. A new l2c_attack_config field belongs here. */
 typedef struct { const char *name; size_t offset; char kind; } l2c__setting;   /* kind: f float, i int, u uint64 */
 #define L2C__SETTING(field, kind) { #field, offsetof(l2c_attack_config, field), kind }
 static const l2c__setting l2c__attack_settings[] = {
@@ -5340,7 +5340,7 @@ static const l2c__setting l2c__attack_settings[] = {
 };
 #undef L2C__SETTING
 #define L2C__NSETTINGS ((int)(sizeof l2c__attack_settings / sizeof l2c__attack_settings[0]))
-#define L2C__SETTINGS_BYTES (8 * ((size_t)L2C__NSETTINGS + 1))   /* the settings and the label map's checksum */
+#define L2C__SETTINGS_BYTES (8 * (size_t)L2C__NSETTINGS + 4 * (size_t)L2C_MAX_CLASSES)   /* the settings, the label map */
 
 /* One setting's value as 64 bits (a float by its bit pattern, so that equal means identical). */
 static uint64_t l2c__setting_bits(const l2c_attack_config *cfg, const l2c__setting *s)
@@ -5356,23 +5356,11 @@ static uint64_t l2c__setting_bits(const l2c_attack_config *cfg, const l2c__setti
     return v;
 }
 
-static uint32_t l2c__label_map_checksum(const l2c_attack_config *cfg)
-{
-    uint8_t bytes[4 * L2C_MAX_CLASSES];
-    int k;
-    for (k = 0; k < L2C_MAX_CLASSES; k++) {
-        uint32_t v = (uint32_t)cfg->label_map[k];
-        bytes[4 * k] = (uint8_t)v; bytes[4 * k + 1] = (uint8_t)(v >> 8);
-        bytes[4 * k + 2] = (uint8_t)(v >> 16); bytes[4 * k + 3] = (uint8_t)(v >> 24);
-    }
-    return l2c__checksum(bytes, sizeof bytes);
-}
-
 static void l2c__put_settings(l2c__buf *b, const l2c_attack_config *cfg)
 {
     int k;
     for (k = 0; k < L2C__NSETTINGS; k++) l2c__put_u64(b, l2c__setting_bits(cfg, &l2c__attack_settings[k]));
-    l2c__put_u64(b, l2c__label_map_checksum(cfg));
+    for (k = 0; k < L2C_MAX_CLASSES; k++) l2c__put_u32(b, (uint32_t)cfg->label_map[k]);
 }
 
 /* Formats a recorded setting for a message. */
@@ -5400,8 +5388,12 @@ static int l2c__check_settings(const char *path, const uint8_t *p, const l2c_att
                              path, s->name, a, s->name, b);
         }
     }
-    if (l2c__get_u64(p + 8 * L2C__NSETTINGS) != l2c__label_map_checksum(cfg))
-        return l2c__fail(L2C_EFORMAT, "%s: made with another label map (resume with the checkpoint's settings)", path);
+    for (k = 0; k < L2C_MAX_CLASSES; k++) {
+        int saved = (int)l2c__get_u32(p + 8 * L2C__NSETTINGS + 4 * k);
+        if (saved != cfg->label_map[k])
+            return l2c__fail(L2C_EFORMAT, "%s: made with label map %d -> %d; this attack has %d -> %d (resume with the checkpoint's settings)",
+                             path, k, saved, k, cfg->label_map[k]);
+    }
     return L2C_OK;
 }
 
