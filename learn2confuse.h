@@ -37,9 +37,9 @@
    REVISION HISTORY
        0.15.0 attack default warmup_shift 1 (the reference ensemble sees each poisoned batch
               translated by up to one pixel in the warm-up and the anchor): the mean of nine
-              victims fell on two seeds of three, 20 of 27 networks lower, the reference CNN on
-              all three (README: study of v0.15.0); poison_mnist keeps 0 for --targeted, measured
-              worse there; 0 reproduces 0.14.0's results bit for bit
+              victims fell on three seeds of four, 25 of 36 networks lower (README: study of
+              v0.15.0); poison_mnist keeps 0 for --targeted, measured worse there; 0 reproduces
+              0.14.0's results bit for bit
        0.14.0 attack checkpoints (format version 2) record the attack's settings: l2c_attack_load
               refuses one made under another batch, learning rate, seed, label map or other knob
               (trials may differ), naming the setting, unless loaded with the new
