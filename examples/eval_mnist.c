@@ -24,11 +24,11 @@
    (default: all but cnn-pt) */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "classic_victims.h"
+#include "cli_args.h"
 
 /* name, architecture (l2c_mnist_classifier), recipe, Adam (else SGD momentum 0.9), lr, and the
    largest random translation of each training image in pixels (data augmentation; 0: none). */
@@ -264,23 +264,13 @@ static void describe_recipe(char *buf, size_t size)
     snprintf(buf, size, "%s, batch %d%s", optimiser, chosen.batch, shift);
 }
 
-/* The whole decimal number in text, or `invalid` when text is not one (the range checks then
-   refuse it: "16x" is not 16). */
-static int whole_number(const char *text, int invalid)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    return end == text || *end || v < INT_MIN || v > INT_MAX ? invalid : (int)v;
-}
-
 static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf(buf, "%.2f", 100 * v); }
 
 int main(int argc, char **argv)
 {
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
     const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug,knn,forest", *gen_path = NULL, *conf_dir = NULL;
-    const char *augment_arg = NULL;
-    int epochs = 2, label_shift = 1, json = 0, lr_given = 0, released_noise = 0, i, v, first = 1;
+    int epochs = 2, label_shift = 1, json = 0, lr_given = 0, augment_given = 0, released_noise = 0, i, v, first = 1;
     char map_col[16], override_text[96];
     unsigned long seed = 7;
     float eps = 0.3f, *xtest, *noise = NULL;
@@ -288,32 +278,33 @@ int main(int argc, char **argv)
     l2c_dataset train, test, base;
     l2c_tape *tape;
 
+    cli_program = "eval_mnist";
     for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!val) { fprintf(stderr, "eval_mnist: %s needs a value\n", a); return 2; }
-        i++;
-        if (!strcmp(a, "--train")) train_dir = val;
-        else if (!strcmp(a, "--test")) test_dir = val;
-        else if (!strcmp(a, "--baseline")) base_dir = val;
-        else if (!strcmp(a, "--epochs")) epochs = whole_number(val, 0);
-        else if (!strcmp(a, "--victims")) list = val;
-        else if (!strcmp(a, "--seed")) seed = strtoul(val, NULL, 10);
-        else if (!strcmp(a, "--generator")) gen_path = val;
-        else if (!strcmp(a, "--eps")) eps = (float)atof(val);
+        const char *a = argv[i], *val;
+        if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--train")) train_dir = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--test")) test_dir = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--baseline")) base_dir = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--epochs")) epochs = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--victims")) list = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--seed")) seed = cli_seed(argc, argv, &i);
+        else if (!strcmp(a, "--generator")) gen_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--eps")) eps = cli_float(argc, argv, &i);
         else if (!strcmp(a, "--noise")) {
+            val = cli_value(argc, argv, &i);
             if (strcmp(val, "generator") && strcmp(val, "released")) { fprintf(stderr, "eval_mnist: --noise is generator or released\n"); return 2; }
             released_noise = !strcmp(val, "released");
         }
-        else if (!strcmp(a, "--confusion-dir")) conf_dir = val;
-        else if (!strcmp(a, "--label-shift")) label_shift = whole_number(val, 0);
+        else if (!strcmp(a, "--confusion-dir")) conf_dir = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--label-shift")) label_shift = cli_int(argc, argv, &i);
         else if (!strcmp(a, "--optimizer")) {
+            val = cli_value(argc, argv, &i);
             if (strcmp(val, "sgd") && strcmp(val, "adam")) { fprintf(stderr, "eval_mnist: --optimizer is sgd or adam\n"); return 2; }
             chosen.adam = !strcmp(val, "adam");
         }
-        else if (!strcmp(a, "--lr")) { chosen.lr = (float)atof(val); lr_given = 1; }
-        else if (!strcmp(a, "--batch")) chosen.batch = whole_number(val, 0);
-        else if (!strcmp(a, "--augment")) { augment_arg = val; chosen.shift = whole_number(val, MAX_AUGMENT + 1); }
+        else if (!strcmp(a, "--lr")) { chosen.lr = cli_float(argc, argv, &i); lr_given = 1; }
+        else if (!strcmp(a, "--batch")) chosen.batch = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--augment")) { chosen.shift = cli_int(argc, argv, &i); augment_given = 1; }
         else { fprintf(stderr, "eval_mnist: unknown option %s (see examples/eval_mnist.c)\n", a); return 2; }
     }
     if (unknown_victim(list)) { fprintf(stderr, "eval_mnist: unknown victim %s (see the top of examples/eval_mnist.c)\n", unknown_victim(list)); return 2; }
@@ -325,8 +316,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "eval_mnist: need --batch in [2, 4096], and --lr in (0, 10] only with --optimizer\n");
         return 2;
     }
-    if (augment_arg && (chosen.shift < 0 || chosen.shift > MAX_AUGMENT)) {
-        fprintf(stderr, "eval_mnist: need --augment in 0..%d pixels, not %s\n", MAX_AUGMENT, augment_arg);
+    if (augment_given && (chosen.shift < 0 || chosen.shift > MAX_AUGMENT)) {
+        fprintf(stderr, "eval_mnist: need --augment in 0..%d pixels, not %d\n", MAX_AUGMENT, chosen.shift);
         return 2;
     }
     if (chosen.adam >= 0 && !lr_given) chosen.lr = chosen.adam ? 1e-3f : 0.01f;

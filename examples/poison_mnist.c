@@ -52,6 +52,7 @@
    are checked for writing before any training starts. */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
+#include "cli_args.h"
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,10 +125,14 @@ static int can_create(const char *prefix, const char *suffix)
     return 1;
 }
 
-static const char *arg_value(int argc, char **argv, int *i)
+/* --targeted or --label-shift: the run starts from the label-specific defaults, which the other
+   options then change, whatever their order. */
+static int wants_label_specific(int argc, char **argv)
 {
-    if (*i + 1 >= argc) { fprintf(stderr, "poison_mnist: %s needs a value\n", argv[*i]); exit(2); }
-    return argv[++*i];
+    int i;
+    for (i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--targeted") || !strcmp(argv[i], "--label-shift")) return 1;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -138,82 +143,82 @@ int main(int argc, char **argv)
     const char *trial_victims = "none";             /* further imaginary-victim architectures */
     char path[1024], path2[1024], mode[64] = "non-targeted";
     float fraction = 1.0f;
-    int anchor_given = 0, shift_given = 0, label_shift = 1, fresh = 0, new_settings = 0, threads = 0, width = 100, gen_width = 16, i, rc, trials_left;
+    int label_shift = 1, fresh = 0, new_settings = 0, threads = 0, width = 100, gen_width = 16, i, rc, trials_left;
     l2c_attack_config cfg;
     l2c_dataset train, poisoned;
     l2c_model *gen, *victim;
     l2c_attack *attack;
 
-    l2c_attack_defaults(&cfg, 10);
+    cli_program = "poison_mnist";
+    if (wants_label_specific(argc, argv)) l2c_attack_targeted_defaults(&cfg, 10);
+    else l2c_attack_defaults(&cfg, 10);
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--data")) data = arg_value(argc, argv, &i);
-        else if (!strcmp(a, "--out")) out = arg_value(argc, argv, &i);
-        else if (!strcmp(a, "--checkpoint")) ckpt = arg_value(argc, argv, &i);
-        else if (!strcmp(a, "--eps")) cfg.eps = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--trials")) cfg.trials = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--steps")) cfg.steps_per_trial = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--gen-lr")) cfg.gen_lr = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--victim-lr")) cfg.victim_lr = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--batch")) cfg.batch = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--seed")) cfg.seed = strtoul(arg_value(argc, argv, &i), NULL, 10);
-        else if (!strcmp(a, "--fraction")) fraction = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--generator")) arch = arg_value(argc, argv, &i);
-        else if (!strcmp(a, "--gen-width")) gen_width = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--threads")) threads = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--victim-width")) width = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--victims")) cfg.victims = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--lifetime")) cfg.victim_lifetime = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--warmup")) cfg.warmup_steps = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--ref-epochs")) cfg.warmup_epochs = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--references")) references = arg_value(argc, argv, &i);
-        else if (!strcmp(a, "--trial-victims")) trial_victims = arg_value(argc, argv, &i);
+        if (!strcmp(a, "--data")) data = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--out")) out = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--checkpoint")) ckpt = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--eps")) cfg.eps = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--trials")) cfg.trials = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--steps")) cfg.steps_per_trial = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--gen-lr")) cfg.gen_lr = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--victim-lr")) cfg.victim_lr = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--batch")) cfg.batch = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--seed")) cfg.seed = cli_seed(argc, argv, &i);
+        else if (!strcmp(a, "--fraction")) fraction = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--generator")) arch = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--gen-width")) gen_width = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--threads")) threads = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--victim-width")) width = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--victims")) cfg.victims = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--lifetime")) cfg.victim_lifetime = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--warmup")) cfg.warmup_steps = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--ref-epochs")) cfg.warmup_epochs = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--references")) references = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--trial-victims")) trial_victims = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--pairing")) {
-            const char *v = arg_value(argc, argv, &i);
+            const char *v = cli_value(argc, argv, &i);
             if (!strcmp(v, "next")) cfg.pairing = L2C_PAIR_NEXT;
             else if (!strcmp(v, "nearest")) cfg.pairing = L2C_PAIR_NEAREST;
             else if (!strcmp(v, "reachable")) cfg.pairing = L2C_PAIR_REACHABLE;
             else { fprintf(stderr, "poison_mnist: --pairing is next, nearest or reachable\n"); return 2; }
         }
         else if (!strcmp(a, "--lr-schedule")) {
-            const char *v = arg_value(argc, argv, &i);
+            const char *v = cli_value(argc, argv, &i);
             if (strcmp(v, "constant") && strcmp(v, "cosine")) { fprintf(stderr, "poison_mnist: --lr-schedule is constant or cosine\n"); return 2; }
             cfg.lr_schedule = strcmp(v, "constant") ? L2C_LR_COSINE : L2C_LR_CONSTANT;
         }
         else if (!strcmp(a, "--objective")) {
-            const char *v = arg_value(argc, argv, &i);
+            const char *v = cli_value(argc, argv, &i);
             if (strcmp(v, "lookahead") && strcmp(v, "align")) { fprintf(stderr, "poison_mnist: --objective is lookahead or align\n"); return 2; }
             cfg.objective = strcmp(v, "lookahead") ? L2C_OBJ_ALIGN : L2C_OBJ_LOOKAHEAD;
         }
         else if (!strcmp(a, "--untargeted-loss")) {
-            const char *v = arg_value(argc, argv, &i);
+            const char *v = cli_value(argc, argv, &i);
             if (strcmp(v, "xent") && strcmp(v, "complement")) { fprintf(stderr, "poison_mnist: --untargeted-loss is xent or complement\n"); return 2; }
             cfg.untargeted_loss = strcmp(v, "xent") ? L2C_UNTARGETED_COMPLEMENT : L2C_UNTARGETED_XENT;
         }
         else if (!strcmp(a, "--victim-optimizer")) {
-            const char *v = arg_value(argc, argv, &i);
+            const char *v = cli_value(argc, argv, &i);
             if (strcmp(v, "sgd") && strcmp(v, "adam") && strcmp(v, "alternate")) {
                 fprintf(stderr, "poison_mnist: --victim-optimizer is sgd, adam or alternate\n"); return 2;
             }
             cfg.victim_optimizer = !strcmp(v, "sgd") ? L2C_VICTIM_SGD : !strcmp(v, "adam") ? L2C_VICTIM_ADAM : L2C_VICTIM_ALTERNATE;
         }
-        else if (!strcmp(a, "--victim-adam-lr")) cfg.victim_adam_lr = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--shortcut")) cfg.shortcut = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--noise-weight")) cfg.noise_weight = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--soft-targets")) cfg.warmup_temperature = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--shift")) { cfg.warmup_shift = atoi(arg_value(argc, argv, &i)); shift_given = 1; }
-        else if (!strcmp(a, "--victim-shift")) cfg.victim_shift = atoi(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--victim-momentum")) cfg.victim_momentum = (float)atof(arg_value(argc, argv, &i));
-        else if (!strcmp(a, "--anchor")) { cfg.anchor = (float)atof(arg_value(argc, argv, &i)); anchor_given = 1; }
-        else if (!strcmp(a, "--targeted")) cfg.targeted = 1;
-        else if (!strcmp(a, "--label-shift")) { label_shift = atoi(arg_value(argc, argv, &i)); cfg.targeted = 1; }
+        else if (!strcmp(a, "--victim-adam-lr")) cfg.victim_adam_lr = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--shortcut")) cfg.shortcut = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--noise-weight")) cfg.noise_weight = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--soft-targets")) cfg.warmup_temperature = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--shift")) cfg.warmup_shift = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--victim-shift")) cfg.victim_shift = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--victim-momentum")) cfg.victim_momentum = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--anchor")) cfg.anchor = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--targeted")) continue;   /* chose the defaults above */
+        else if (!strcmp(a, "--label-shift")) label_shift = cli_int(argc, argv, &i);
         else if (!strcmp(a, "--clamp-inward")) cfg.clamp_inward = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;
         else if (!strcmp(a, "--new-settings")) new_settings = 1;
         else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }
     }
-    if (cfg.targeted && !anchor_given) cfg.anchor = 2.0f;   /* measured best for label-specific runs */
-    if (cfg.targeted && !shift_given) cfg.warmup_shift = 0;   /* likewise (README: study of v0.15.0) */
     if (label_shift < 1 || label_shift > 9) { fprintf(stderr, "poison_mnist: --label-shift must be in 1..9\n"); return 2; }
     for (i = 0; i < 10; i++) cfg.label_map[i] = (i + label_shift) % 10;
     if (!(cfg.eps > 0.0f && cfg.eps <= 1.0f)) { fprintf(stderr, "poison_mnist: --eps must be in (0, 1]\n"); return 2; }

@@ -5,6 +5,7 @@
    usage: train_mnist [--data DIR] [--epochs N] [--lr LR] [--seed S] [--threads T] */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
+#include "cli_args.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,15 +49,16 @@ int main(int argc, char **argv)
     float *x = (float *)malloc((size_t)batch * 784 * sizeof(float));
     uint8_t y[64];
 
-    for (i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--data")) dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--epochs")) epochs = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--lr")) lr = (float)atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--seed")) seed = strtoul(argv[i + 1], NULL, 10);
-        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+    cli_program = "train_mnist";
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--data")) dir = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--epochs")) epochs = cli_int(argc, argv, &i);
+        else if (!strcmp(argv[i], "--lr")) lr = cli_float(argc, argv, &i);
+        else if (!strcmp(argv[i], "--seed")) seed = cli_seed(argc, argv, &i);
+        else if (!strcmp(argv[i], "--threads")) threads = cli_int(argc, argv, &i);
         else { fprintf(stderr, "train_mnist: unknown option %s\n", argv[i]); return 2; }
     }
-    if (i != argc || epochs < 1 || !(lr > 0)) { fprintf(stderr, "usage: train_mnist [--data DIR] [--epochs N>0] [--lr LR>0] [--seed S] [--threads T]\n"); return 2; }
+    if (epochs < 1 || !(lr > 0)) { fprintf(stderr, "usage: train_mnist [--data DIR] [--epochs N>0] [--lr LR>0] [--seed S] [--threads T]\n"); return 2; }
     if (load(&train, dir, "train") || load(&test, dir, "t10k")) return 1;
     if (threads > 0) l2c_set_threads(threads);
 

@@ -58,6 +58,13 @@ expect poison_rejects_shift_of_the_whole_image 1 "warmup_shift" $P --data "$T/go
 expect poison_rejects_unknown_trial_victim 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --trial-victims lenet,resnet
 expect poison_rejects_trial_victims_with_a_pool 1 "victims = 1" $P --data "$T/good" --out "$T/out" --trial-victims lenet --victims 2
 expect poison_rejects_negative_anchor 1 "anchor" $P --data "$T/good" --out "$T/out" --anchor -1
+expect poison_rejects_steps_not_a_number 2 "steps needs a whole number, not \"x\"" $P --data "$T/good" --out "$T/out" --steps x
+expect poison_rejects_trials_with_a_unit 2 "trials needs a whole number, not \"3k\"" $P --data "$T/good" --out "$T/out" --trials 3k
+expect poison_rejects_negative_seed 2 "seed needs a non-negative whole number, not \"-1\"" $P --data "$T/good" --out "$T/out" --seed -1
+expect poison_rejects_eps_not_a_number 2 "eps needs a finite number, not \"0.3x\"" $P --data "$T/good" --out "$T/out" --eps 0.3x
+expect poison_rejects_infinite_anchor 2 "anchor needs a finite number, not \"inf\"" $P --data "$T/good" --out "$T/out" --anchor inf
+expect poison_rejects_missing_value 2 "gen-lr needs a value" $P --data "$T/good" --out "$T/out" --gen-lr
+expect train_rejects_epochs_not_a_number 2 "epochs needs a whole number, not \"two\"" $B/train_mnist --data "$T/good" --epochs two
 expect poison_rejects_label_shift_zero 2 "label-shift" $P --data "$T/good" --out "$T/out" --label-shift 0
 expect poison_rejects_label_shift_ten 2 "label-shift" $P --data "$T/good" --out "$T/out" --label-shift 10
 expect poison_rejects_unknown_option 2 "unknown option" $P --data "$T/good" --bogus
@@ -87,6 +94,7 @@ expect poison_refuses_checkpoint_of_other_settings 1 "made with batch = 64; this
 # the shift defaults by mode, read back from the settings the checkpoints recorded: 1, and 0 for a label-specific run
 expect poison_shifts_views_by_default 1 "made with warmup_shift = 1; this attack has warmup_shift = 0" $P --data "$T/good" --out "$T/out" --shift 0
 expect poison_targeted_does_not_shift_by_default 1 "made with warmup_shift = 0; this attack has warmup_shift = 1" $P --data "$T/good" --out "$T/shifted" --label-shift 9 --checkpoint "$T/shifted.ckpt" --shift 1
+expect poison_targeted_anchors_at_two_by_default 1 "made with anchor = 2; this attack has anchor = 1" $P --data "$T/good" --out "$T/shifted" --anchor 1 --label-shift 9 --checkpoint "$T/shifted.ckpt"
 expect poison_refuses_checkpoint_of_other_trial_victims 1 "victim architectures" $P --data "$T/good" --out "$T/out" --trial-victims mlp
 expect poison_refuses_checkpoint_of_other_generator 1 "another kind or architecture" $P --data "$T/good" --out "$T/out" --generator mnist
 if cmp -s "$T/ckpt" "$T/ckpt.before"; then ok checkpoint_untouched_after_refusal; else ko checkpoint_untouched_after_refusal; fi
@@ -116,12 +124,12 @@ expect eval_trains_with_a_given_recipe 0 "softmax    Adam lr 0.002, batch 16" $E
 expect eval_rejects_unknown_optimizer 2 "sgd or adam" $E --train "$T/good" --optimizer rmsprop
 expect eval_rejects_lr_without_optimizer 2 "only with --optimizer" $E --train "$T/good" --lr 0.1
 expect eval_rejects_batch_of_one 2 "batch in" $E --train "$T/good" --batch 1
-expect eval_rejects_batch_not_a_number 2 "batch in" $E --train "$T/good" --batch 16x
-expect eval_rejects_epochs_not_a_number 2 "epochs >= 1" $E --train "$T/good" --epochs 2e
+expect eval_rejects_batch_not_a_number 2 "batch needs a whole number, not \"16x\"" $E --train "$T/good" --batch 16x
+expect eval_rejects_epochs_not_a_number 2 "epochs needs a whole number, not \"2e\"" $E --train "$T/good" --epochs 2e
 expect eval_trains_with_augmentation 0 "^cnn  *its own optimiser and lr, batch 64, random shifts of +-2 px" $E --train "$T/good" --victims cnn --augment 2
 expect eval_rejects_augment_beyond_four 2 "augment in 0..4 pixels, not 5" $E --train "$T/good" --augment 5
-expect eval_rejects_augment_not_a_number 2 "augment in 0..4 pixels, not 2px" $E --train "$T/good" --augment 2px
-expect eval_rejects_nan_lr 2 "lr in" $E --train "$T/good" --optimizer sgd --lr nan
+expect eval_rejects_augment_not_a_number 2 "augment needs a whole number, not \"2px\"" $E --train "$T/good" --augment 2px
+expect eval_rejects_nan_lr 2 "lr needs a finite number, not \"nan\"" $E --train "$T/good" --optimizer sgd --lr nan
 expect eval_rejects_zero_lr 2 "lr in" $E --train "$T/good" --optimizer sgd --lr 0
 expect eval_reports_a_label_shift 0 "y+9 %" $E --train "$T/shifted" --label-shift 9
 mkdir -p "$T/same"   # a test set that is the training set: each image's nearest neighbour is itself

@@ -471,6 +471,20 @@ static void test_attack_refuses_bad_settings(void)
     l2c_model_free(g); l2c_model_free(v); l2c_model_free(big); l2c_dataset_free(&d);
 }
 
+/* The label-specific defaults are the non-targeted ones but for the mode, the anchor and the shift. */
+static void test_targeted_defaults_differ_only_where_documented(void)
+{
+    l2c_attack_config plain, targeted;
+    int k;
+    l2c_attack_defaults(&plain, 4);
+    l2c_attack_targeted_defaults(&targeted, 4);
+    CHECK(targeted.targeted == 1 && targeted.anchor == 2.0f && targeted.warmup_shift == 0,
+          "targeted %d, anchor %g, warmup_shift %d", targeted.targeted, targeted.anchor, targeted.warmup_shift);
+    for (k = 0; k < 4; k++) CHECK(targeted.label_map[k] == (k + 1) % 4, "label_map[%d] = %d", k, targeted.label_map[k]);
+    targeted.targeted = plain.targeted; targeted.anchor = plain.anchor; targeted.warmup_shift = plain.warmup_shift;
+    CHECK(memcmp(&plain, &targeted, sizeof plain) == 0, "another setting differs");
+}
+
 static int ta_stop_after(const l2c_attack_progress *p, void *user) { return p->step >= *(int *)user; }
 
 /* A new attack; with an anchor, the linear classifier joins its reference ensemble; with
@@ -1319,6 +1333,7 @@ static void test_shortcut_adds_the_victims_loss_gradient(void)
 }
 
 static const l2ct_case l2ct_attack_cases[] = {
+    L2CT(test_targeted_defaults_differ_only_where_documented),
     L2CT(test_shortcut_adds_the_victims_loss_gradient),
     L2CT(test_shifted_reference_gradient_matches_finite_difference),
     L2CT(test_assignment_finds_the_cheapest_derangement),
