@@ -224,6 +224,7 @@ int main(int argc, char **argv)
     if (!(cfg.eps > 0.0f && cfg.eps <= 1.0f)) { fprintf(stderr, "poison_mnist: --eps must be in (0, 1]\n"); return 2; }
     if (!(fraction >= 0.0f && fraction <= 1.0f)) { fprintf(stderr, "poison_mnist: --fraction must be in [0, 1]\n"); return 2; }
     if (strcmp(arch, "mnist") && strcmp(arch, "autoencoder")) { fprintf(stderr, "poison_mnist: --generator is mnist or autoencoder\n"); return 2; }
+    if (threads < 0) { fprintf(stderr, "poison_mnist: --threads must be >= 1 (or 0: all cores)\n"); return 2; }
     if (threads > 0) l2c_set_threads(threads);
 
     snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", data);

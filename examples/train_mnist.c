@@ -58,7 +58,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--threads")) threads = cli_int(argc, argv, &i);
         else { fprintf(stderr, "train_mnist: unknown option %s\n", argv[i]); return 2; }
     }
-    if (epochs < 1 || !(lr > 0)) { fprintf(stderr, "usage: train_mnist [--data DIR] [--epochs N>0] [--lr LR>0] [--seed S] [--threads T]\n"); return 2; }
+    if (epochs < 1 || !(lr > 0) || threads < 0) {
+        fprintf(stderr, "usage: train_mnist [--data DIR] [--epochs N>0] [--lr LR>0] [--seed S] [--threads T>=0]\n");
+        return 2;
+    }
     if (load(&train, dir, "train") || load(&test, dir, "t10k")) return 1;
     if (threads > 0) l2c_set_threads(threads);
 

@@ -63,6 +63,7 @@ expect poison_rejects_trials_with_a_unit 2 "trials needs a whole number, not \"3
 expect poison_rejects_negative_seed 2 "seed needs a non-negative whole number, not \"-1\"" $P --data "$T/good" --out "$T/out" --seed -1
 expect poison_rejects_eps_not_a_number 2 "eps needs a finite number, not \"0.3x\"" $P --data "$T/good" --out "$T/out" --eps 0.3x
 expect poison_rejects_infinite_anchor 2 "anchor needs a finite number, not \"inf\"" $P --data "$T/good" --out "$T/out" --anchor inf
+expect poison_rejects_negative_threads 2 "threads must be >= 1" $P --data "$T/good" --out "$T/out" --threads -2
 expect poison_rejects_missing_value 2 "gen-lr needs a value" $P --data "$T/good" --out "$T/out" --gen-lr
 expect train_rejects_epochs_not_a_number 2 "epochs needs a whole number, not \"two\"" $B/train_mnist --data "$T/good" --epochs two
 expect poison_rejects_label_shift_zero 2 "label-shift" $P --data "$T/good" --out "$T/out" --label-shift 0
