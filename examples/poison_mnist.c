@@ -26,7 +26,7 @@
    pairing that eps-bounded perturbations reach most easily); --lr-schedule:
    the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each);
    --shift: the reference classifiers see poisons randomly translated by up to PIXELS (input
-   diversity, for transfer; default 1, and 0 with --targeted, the best measured for each mode);
+   diversity, for transfer; default 0; 1 was the default of v0.15.0, README);
    --victim-shift: the trials' imaginary victim trains with random shifts, as an augmenting defender;
    --victim-momentum: momentum of the imaginary victim's SGD (0: the paper's plain SGD);
    --victim-optimizer: how the trials' imaginary victim trains (sgd: the paper's; adam: Adam at

@@ -92,9 +92,8 @@ expect poison_resumes_completed_checkpoint 0 "0 trial(s) to go (1 done)" $P --da
 cp "$T/ckpt" "$T/ckpt.before"
 expect poison_refuses_checkpoint_of_other_references 1 "reference ensemble" $P --data "$T/good" --out "$T/out" --references none
 expect poison_refuses_checkpoint_of_other_settings 1 "made with batch = 64; this attack has batch = 32" $P --data "$T/good" --out "$T/out" --batch 32
-# the shift defaults by mode, read back from the settings the checkpoints recorded: 1, and 0 for a label-specific run
-expect poison_shifts_views_by_default 1 "made with warmup_shift = 1; this attack has warmup_shift = 0" $P --data "$T/good" --out "$T/out" --shift 0
-expect poison_targeted_does_not_shift_by_default 1 "made with warmup_shift = 0; this attack has warmup_shift = 1" $P --data "$T/good" --out "$T/shifted" --label-shift 9 --checkpoint "$T/shifted.ckpt" --shift 1
+# the defaults, read back from the settings the checkpoints recorded: no shifted views, and anchor 2 for a label-specific run
+expect poison_does_not_shift_views_by_default 1 "made with warmup_shift = 0; this attack has warmup_shift = 1" $P --data "$T/good" --out "$T/out" --shift 1
 expect poison_targeted_anchors_at_two_by_default 1 "made with anchor = 2; this attack has anchor = 1" $P --data "$T/good" --out "$T/shifted" --anchor 1 --label-shift 9 --checkpoint "$T/shifted.ckpt"
 expect poison_refuses_checkpoint_of_other_trial_victims 1 "victim architectures" $P --data "$T/good" --out "$T/out" --trial-victims mlp
 expect poison_refuses_checkpoint_of_other_generator 1 "another kind or architecture" $P --data "$T/good" --out "$T/out" --generator mnist

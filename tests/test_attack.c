@@ -471,17 +471,16 @@ static void test_attack_refuses_bad_settings(void)
     l2c_model_free(g); l2c_model_free(v); l2c_model_free(big); l2c_dataset_free(&d);
 }
 
-/* The label-specific defaults are the non-targeted ones but for the mode, the anchor and the shift. */
+/* The label-specific defaults are the non-targeted ones but for the mode and the anchor. */
 static void test_targeted_defaults_differ_only_where_documented(void)
 {
     l2c_attack_config plain, targeted;
     int k;
     l2c_attack_defaults(&plain, 4);
     l2c_attack_targeted_defaults(&targeted, 4);
-    CHECK(targeted.targeted == 1 && targeted.anchor == 2.0f && targeted.warmup_shift == 0,
-          "targeted %d, anchor %g, warmup_shift %d", targeted.targeted, targeted.anchor, targeted.warmup_shift);
+    CHECK(targeted.targeted == 1 && targeted.anchor == 2.0f, "targeted %d, anchor %g", targeted.targeted, targeted.anchor);
     for (k = 0; k < 4; k++) CHECK(targeted.label_map[k] == (k + 1) % 4, "label_map[%d] = %d", k, targeted.label_map[k]);
-    targeted.targeted = plain.targeted; targeted.anchor = plain.anchor; targeted.warmup_shift = plain.warmup_shift;
+    targeted.targeted = plain.targeted; targeted.anchor = plain.anchor;
     CHECK(memcmp(&plain, &targeted, sizeof plain) == 0, "another setting differs");
 }
 
@@ -854,7 +853,6 @@ static void ta_check_warmup_loss(int ensemble)
     REQUIRE(ta_setup(&f), "setup failed");
     f.cfg.trials = 1; f.cfg.steps_per_trial = 1; f.cfg.eps = 0.5f;
     f.cfg.warmup_steps = 300; f.cfg.warmup_epochs = 50; f.cfg.gen_lr = 0.01f;
-    f.cfg.warmup_shift = 0;   /* the optimisation alone: a pixel of shift moves a quarter of a 4x4 image */
     f.cfg.progress = ta_record_warmup; f.cfg.user = loss;
     a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
     REQUIRE(a && lin && (!ensemble || l2c_attack_add_reference(a, lin) == 0), "setup failed: %s", l2c_error());
