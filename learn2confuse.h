@@ -543,10 +543,10 @@ typedef struct l2c_attack_config {
                               night)                                                   default 0 */
     int warmup_shift;      /* input diversity: each reference member sees the poisoned batch
                               translated by a random (dx, dy) in [-shift, shift] pixels (zero fill),
-                              drawn anew per member and step, in the warm-up and the anchor; noise
-                              that survives shifts transfers better to unseen architectures and
-                              to shift augmentation (0: off; 1 was the default in 0.15.0 and lost
-                              to 0 over five seeds: README, study of v0.15.0)         default 0 */
+                              drawn anew per member and step, in the warm-up and the anchor, so
+                              that the noise need not rest on exact pixel positions (0: off; 1 was
+                              the default in 0.15.0 and lost to 0 over five seeds: README, study
+                              of v0.15.0)                                              default 0 */
     float victim_momentum; /* momentum of the imaginary victim's SGD, in [0, 1): a victim trained like
                               the paper's CNN recipes (SGD 0.01, momentum 0.9) gets further in a
                               trial; the look-ahead then takes the full momentum step. Needs
