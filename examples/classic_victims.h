@@ -9,6 +9,7 @@ typedef struct classic_victim {
     void *(*fit)(const l2c_dataset *train, uint64_t seed);   /* NULL when out of memory */
     int (*predict)(const void *model, const float *x, int n, uint8_t *pred);   /* 0, or -1: out of memory */
     void (*release)(void *model);
+    int seeded;   /* whether fit depends on its seed (else one fit stands for every seed) */
 } classic_victim;
 
 /* ---- 1-nearest neighbour, squared L2 distance over pixels ---------------------------------------
@@ -61,7 +62,7 @@ static int knn_predict(const void *model, const float *q, int count, uint8_t *pr
     return 0;
 }
 
-static const classic_victim KNN = { knn_fit, knn_predict, knn_release };
+static const classic_victim KNN = { knn_fit, knn_predict, knn_release, 0 };
 
 /* ---- random forest (Breiman 2001) ---------------------------------------------------------------
    FOREST_TREES trees, each grown on a bootstrap sample of the set; a node splits on the best Gini
@@ -188,4 +189,4 @@ static int forest_predict(const void *model, const float *x, int count, uint8_t 
     return 0;
 }
 
-static const classic_victim FOREST = { forest_fit, forest_predict, forest_release };
+static const classic_victim FOREST = { forest_fit, forest_predict, forest_release, 1 };

@@ -6,6 +6,7 @@
    usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]
                      [--seed S] [--generator FILE --eps E [--noise generator|released]] [--confusion-dir DIR]
                      [--label-shift K] [--json] [--optimizer sgd|adam [--lr LR]] [--batch B] [--augment P]
+                     [--repeats R]
    --noise: what "noise only" feeds each victim: generator (default), the paper's eps*g(x) of the
    clean test images (l2c_generator_noise); released, what of it survives in the release (the
    clamped, quantised poison minus the clean image; the README's figures before 2026-12-05).
@@ -14,6 +15,10 @@
    mini-batch size (default 64, the victims' own); --augment P moves each of every network's
    training images by its own random offset of up to P pixels (0..4; 0: no augmentation, not even
    cnn3x3-aug's) -- recipes the attack never saw.
+   --repeats R trains each victim R times, from seeds S, S+1, ..., S+R-1 (S: --seed, default 7),
+   and reports the mean of each figure and the range of the final accuracy: a victim's own seed
+   (its initial weights and the order of its batches) moves single figures by several points.
+   knn does not depend on the seed and is fitted once; the confusion matrices are seed S's.
    --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
    in the shape of the paper's Table 1.
    victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained
@@ -199,6 +204,25 @@ static int evaluate(const victim *vi, const l2c_dataset *train, const l2c_datase
     return rc ? -1 : 0;
 }
 
+/* Victim vi trained `repeats` times, from seeds seed, seed+1, ...: the mean of each figure into r,
+   the lowest and highest final accuracy into lo and hi; pred keeps the first run's predictions. */
+static int evaluate_repeats(const victim *vi, const l2c_dataset *train, const l2c_dataset *test, const float *xtest,
+                            const float *noise, int epochs, int label_shift, uint64_t seed, int repeats,
+                            l2c_tape *tape, uint8_t *pred, uint8_t *scratch, result *r, double *lo, double *hi)
+{
+    int k, runs = vi->classic && !vi->classic->seeded ? 1 : repeats;
+    result one;
+    memset(r, 0, sizeof *r);
+    for (k = 0; k < runs; k++) {
+        if (evaluate(vi, train, test, xtest, noise, epochs, label_shift, seed + (uint64_t)k, tape, k ? scratch : pred, &one)) return -1;
+        r->final_acc += one.final_acc / runs; r->peak_acc += one.peak_acc / runs;
+        r->shifted += one.shifted / runs;     r->noise_acc += one.noise_acc / runs;   /* -1 when not measured */
+        if (!k || one.final_acc < *lo) *lo = one.final_acc;
+        if (!k || one.final_acc > *hi) *hi = one.final_acc;
+    }
+    return 0;
+}
+
 static int load_set(l2c_dataset *ds, const char *dir, const char *prefix)
 {
     char im[1024], lb[1024];
@@ -270,11 +294,11 @@ int main(int argc, char **argv)
 {
     const char *train_dir = "build/mnist", *test_dir = "build/mnist", *base_dir = NULL;
     const char *list = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug,knn,forest", *gen_path = NULL, *conf_dir = NULL;
-    int epochs = 2, label_shift = 1, json = 0, lr_given = 0, augment_given = 0, released_noise = 0, i, v, first = 1;
-    char map_col[16], override_text[96];
+    int epochs = 2, repeats = 1, label_shift = 1, json = 0, lr_given = 0, augment_given = 0, released_noise = 0, i, v, first = 1;
+    char map_col[16], override_text[96], range_col[32];
     unsigned long seed = 7;
     float eps = 0.3f, *xtest, *noise = NULL;
-    uint8_t *pred;
+    uint8_t *pred, *scratch;
     l2c_dataset train, test, base;
     l2c_tape *tape;
 
@@ -286,6 +310,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--test")) test_dir = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--baseline")) base_dir = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--epochs")) epochs = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--repeats")) repeats = cli_int(argc, argv, &i);
         else if (!strcmp(a, "--victims")) list = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--seed")) seed = cli_seed(argc, argv, &i);
         else if (!strcmp(a, "--generator")) gen_path = cli_value(argc, argv, &i);
@@ -308,8 +333,8 @@ int main(int argc, char **argv)
         else { fprintf(stderr, "eval_mnist: unknown option %s (see examples/eval_mnist.c)\n", a); return 2; }
     }
     if (unknown_victim(list)) { fprintf(stderr, "eval_mnist: unknown victim %s (see the top of examples/eval_mnist.c)\n", unknown_victim(list)); return 2; }
-    if (epochs < 1 || !(eps > 0.0f && eps <= 1.0f) || label_shift < 1 || label_shift > 9) {
-        fprintf(stderr, "eval_mnist: need --epochs >= 1, --eps in (0, 1] and --label-shift in 1..9\n");
+    if (epochs < 1 || repeats < 1 || repeats > 100 || !(eps > 0.0f && eps <= 1.0f) || label_shift < 1 || label_shift > 9) {
+        fprintf(stderr, "eval_mnist: need --epochs >= 1, --repeats in 1..100, --eps in (0, 1] and --label-shift in 1..9\n");
         return 2;
     }
     if (chosen.batch < 2 || chosen.batch > 4096 || (lr_given && (chosen.adam < 0 || !(chosen.lr > 0.0f && chosen.lr <= 10.0f)))) {
@@ -326,42 +351,48 @@ int main(int argc, char **argv)
         (base_dir && load_set(&base, base_dir, "train"))) return 1;
     xtest = to_floats(&test);
     pred = (uint8_t *)malloc((size_t)test.n);
+    scratch = (uint8_t *)malloc((size_t)test.n);
     tape = l2c_tape_new();
+    if (!xtest || !pred || !scratch || !tape) { fprintf(stderr, "eval_mnist: out of memory\n"); return 1; }
     if (gen_path && !(noise = noise_only(gen_path, &test, xtest, eps, released_noise))) return 1;
     describe_recipe(override_text, sizeof override_text);
-    if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"noise_only\": \"%s\", \"victims\": [",
-                     train_dir, epochs, label_shift, override_text, !gen_path ? "none" : released_noise ? "released" : "generator");
+    if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"repeats\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"noise_only\": \"%s\", \"victims\": [",
+                     train_dir, epochs, repeats, label_shift, override_text, !gen_path ? "none" : released_noise ? "released" : "generator");
     else if (override_text[0]) printf("recipe override: every network victim trains with %s\n", override_text);
-    if (!json) printf("%-10s %-46s %8s %8s %8s %8s %8s\n", "victim", "recipe (2 epochs unless --epochs)", base_dir ? "clean%" : "",
-                "final%", "peak%", map_col, "noise%");
+    else if (repeats > 1) printf("each figure the mean of %d victims (seeds %lu..%lu); range: their lowest and highest final%%\n", repeats, seed, seed + (unsigned long)repeats - 1);
+    if (!json) printf("%-10s %-46s %8s %8s %8s %8s %8s%s\n", "victim", "recipe (2 epochs unless --epochs)", base_dir ? "clean%" : "",
+                "final%", "peak%", map_col, "noise%", repeats > 1 ? "  range" : "");
 
     for (v = 0; v < NVICTIMS; v++) {
         const victim *vi = &VICTIMS[v];
         result r, rb;
+        double lo = 0, hi = 0, blo, bhi;
         char c0[32], c1[32], c2[32], c3[32], c4[32];
         const char *recipe_text = override_text[0] && !vi->classic ? override_text : vi->recipe;
         if (!listed(list, vi->name)) continue;
         rb.final_acc = -1;
         l2c_clear_error();
-        if ((base_dir && evaluate(vi, &base, &test, xtest, NULL, epochs, label_shift, seed, tape, pred, &rb)) ||
-            evaluate(vi, &train, &test, xtest, noise, epochs, label_shift, seed, tape, pred, &r)) {
+        if ((base_dir && evaluate_repeats(vi, &base, &test, xtest, NULL, epochs, label_shift, seed, repeats, tape, pred, scratch, &rb, &blo, &bhi)) ||
+            evaluate_repeats(vi, &train, &test, xtest, noise, epochs, label_shift, seed, repeats, tape, pred, scratch, &r, &lo, &hi)) {
             if (l2c_error()[0]) fprintf(stderr, "eval_mnist: %s: %s\n", vi->name, l2c_error());   /* else said above */
             return 1;
         }
         if (conf_dir) write_confusion(conf_dir, vi->name, pred, test.labels, test.n);
         if (json)
             printf("%s\n  {\"name\": \"%s\", \"recipe\": \"%s\", \"clean_train_acc\": %.4f, \"final_acc\": %.4f, \"peak_acc\": %.4f, "
-                   "\"label_map_success\": %.4f, \"noise_only_acc\": %.4f}",
-                   first ? "" : ",", vi->name, recipe_text, rb.final_acc, r.final_acc, r.peak_acc, r.shifted, r.noise_acc);
+                   "\"label_map_success\": %.4f, \"noise_only_acc\": %.4f, \"final_acc_min\": %.4f, \"final_acc_max\": %.4f}",
+                   first ? "" : ",", vi->name, recipe_text, rb.final_acc, r.final_acc, r.peak_acc, r.shifted, r.noise_acc, lo, hi);
         else {
             pct(c0, rb.final_acc); pct(c1, r.final_acc); pct(c2, r.peak_acc); pct(c3, r.shifted); pct(c4, r.noise_acc);
-            printf("%-10s %-46s %8s %8s %8s %8s %8s\n", vi->name, recipe_text, base_dir ? c0 : "", c1, c2, c3, c4);
+            snprintf(range_col, sizeof range_col, "  %.2f-%.2f", 100 * lo, 100 * hi);
+            printf("%-10s %-46s %8s %8s %8s %8s %8s%s\n", vi->name, recipe_text, base_dir ? c0 : "", c1, c2, c3, c4,
+                   repeats > 1 ? range_col : "");
         }
         fflush(stdout);
         first = 0;
     }
     if (json) printf("\n]}\n");
-    free(xtest); free(noise); free(pred); l2c_tape_free(tape);
+    free(xtest); free(noise); free(pred); free(scratch); l2c_tape_free(tape);
     l2c_dataset_free(&train); l2c_dataset_free(&test);
     if (base_dir) l2c_dataset_free(&base);
     return 0;

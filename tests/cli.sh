@@ -115,6 +115,16 @@ expect eval_runs_an_augmented_victim 0 "cnn3x3-aug" $B/eval_mnist --test $T/good
 expect eval_runs_the_pytorch_example_cnn 0 "cnn-pt" $B/eval_mnist --test $T/good --epochs 1 --victims cnn-pt --train "$T/out"
 expect eval_reads_a_narrow_generator 0 "softmax" $E --train "$T/narrow" --generator "$T/narrow/generator.l2c"
 expect eval_json 0 '"victims"' $E --train "$T/out" --json
+expect eval_repeats_report_a_range 0 "^softmax .* [0-9.]*-[0-9.]*$" $E --train "$T/good" --repeats 2
+expect eval_repeats_name_their_seeds 0 "mean of 3 victims (seeds 4..6)" $E --train "$T/good" --repeats 3 --seed 4
+expect eval_rejects_zero_repeats 2 "repeats in 1..100" $E --train "$T/good" --repeats 0
+# --repeats 2 from seed 7 reports the mean, lowest and highest of the runs with seeds 7 and 8
+final() { $E --train "$T/good" --json "$@" | sed -n 's/.*"final_acc": \([0-9.]*\).*/\1/p'; }
+a=$(final --seed 7); b=$(final --seed 8)
+got=$($E --train "$T/good" --json --repeats 2 | sed -n 's/.*"final_acc": \([0-9.]*\).*"final_acc_min": \([0-9.]*\), "final_acc_max": \([0-9.]*\).*/\1 \2 \3/p')
+want=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f %.4f %.4f", (a + b) / 2, a < b ? a : b, a < b ? b : a }')
+if [ -n "$a" ] && [ -n "$b" ] && [ "$got" = "$want" ]; then ok eval_repeats_average_their_runs
+else ko "eval_repeats_average_their_runs (seeds 7, 8: '$a' '$b'; --repeats 2 gave '$got', wanted '$want')"; fi
 expect eval_rejects_32x32_images 1 "28x28" $E --train "$T/big"
 expect eval_rejects_count_mismatch 1 "labels" $E --train "$T/mismatch"
 expect eval_rejects_unknown_victim 2 "unknown victim resnet" $E --train "$T/good" --victims mlp,resnet
