@@ -359,7 +359,7 @@ int main(int argc, char **argv)
     if (json) printf("{\"train\": \"%s\", \"epochs\": %d, \"repeats\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"noise_only\": \"%s\", \"victims\": [",
                      train_dir, epochs, repeats, label_shift, override_text, !gen_path ? "none" : released_noise ? "released" : "generator");
     else if (override_text[0]) printf("recipe override: every network victim trains with %s\n", override_text);
-    else if (repeats > 1) printf("each figure the mean of %d victims (seeds %lu..%lu); range: their lowest and highest final%%\n", repeats, seed, seed + (unsigned long)repeats - 1);
+    if (!json && repeats > 1) printf("each figure the mean of %d victims (seeds %lu..%lu); range: their lowest and highest final%%\n", repeats, seed, seed + (unsigned long)repeats - 1);
     if (!json) printf("%-10s %-46s %8s %8s %8s %8s %8s%s\n", "victim", "recipe (2 epochs unless --epochs)", base_dir ? "clean%" : "",
                 "final%", "peak%", map_col, "noise%", repeats > 1 ? "  range" : "");
 

@@ -117,6 +117,7 @@ expect eval_reads_a_narrow_generator 0 "softmax" $E --train "$T/narrow" --genera
 expect eval_json 0 '"victims"' $E --train "$T/out" --json
 expect eval_repeats_report_a_range 0 "^softmax .* [0-9.]*-[0-9.]*$" $E --train "$T/good" --repeats 2
 expect eval_repeats_name_their_seeds 0 "mean of 3 victims (seeds 4..6)" $E --train "$T/good" --repeats 3 --seed 4
+expect eval_repeats_under_a_given_recipe 0 "mean of 2 victims" $E --train "$T/good" --repeats 2 --optimizer sgd
 expect eval_rejects_zero_repeats 2 "repeats in 1..100" $E --train "$T/good" --repeats 0
 # --repeats 2 from seed 7 reports the mean, lowest and highest of the runs with seeds 7 and 8
 final() { $E --train "$T/good" --json "$@" | sed -n 's/.*"final_acc": \([0-9.]*\).*/\1/p'; }
