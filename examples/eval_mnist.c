@@ -216,10 +216,11 @@ static int evaluate_repeats(const victim *vi, const l2c_dataset *train, const l2
     for (k = 0; k < runs; k++) {
         if (evaluate(vi, train, test, xtest, noise, epochs, label_shift, seed + (uint64_t)k, tape, k ? scratch : pred, &one)) return -1;
         r->final_acc += one.final_acc / runs; r->peak_acc += one.peak_acc / runs;
-        r->shifted += one.shifted / runs;     r->noise_acc += one.noise_acc / runs;   /* -1 when not measured */
+        r->shifted += one.shifted / runs;     r->noise_acc += one.noise_acc / runs;
         if (!k || one.final_acc < *lo) *lo = one.final_acc;
         if (!k || one.final_acc > *hi) *hi = one.final_acc;
     }
+    if (!noise) r->noise_acc = -1;   /* not measured: exactly -1, as from one run */
     return 0;
 }
 
