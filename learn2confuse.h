@@ -4073,6 +4073,22 @@ L2C_API int l2c_dataset_save(const l2c_dataset *ds, const char *images_path, con
     return rc ? rc : l2c_idx_write(labels_path, &lb);
 }
 
+/* A data set built by hand is checked as l2c_dataset_load checks a file: images and labels present,
+   a positive shape, and every label below nclasses (the attack indexes per-class tables by it). */
+static int l2c__check_dataset(const l2c_dataset *d, const char *caller)
+{
+    int i;
+    if (!d || !d->images || !d->labels) return l2c__fail(L2C_EINVAL, "%s: the data set is NULL or has no images or labels", caller);
+    if (d->n < 1 || d->c < 1 || d->h < 1 || d->w < 1)
+        return l2c__fail(L2C_EINVAL, "%s: the data set's shape %d x %d x %d x %d is not positive", caller, d->n, d->c, d->h, d->w);
+    if (d->nclasses < 1 || d->nclasses > L2C_MAX_CLASSES)
+        return l2c__fail(L2C_EINVAL, "%s: the data set has %d classes; 1 to %d supported", caller, d->nclasses, L2C_MAX_CLASSES);
+    for (i = 0; i < d->n; i++)
+        if (d->labels[i] >= d->nclasses)
+            return l2c__fail(L2C_EINVAL, "%s: label %d of sample %d is not below the data set's %d classes", caller, d->labels[i], i, d->nclasses);
+    return L2C_OK;
+}
+
 L2C_API void l2c_dataset_free(l2c_dataset *ds)
 {
     if (!ds) return;
@@ -4353,7 +4369,9 @@ L2C_API void l2c_attack_targeted_defaults(l2c_attack_config *cfg, int nclasses)
 static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, const l2c_model *v, const l2c_dataset *d)
 {
     int c, h, w, k;
-    if (!cfg || !g || !v || !d || !d->images) return l2c__fail(L2C_EINVAL, "l2c_attack_new: NULL argument");
+    if (!cfg || !g || !v) return l2c__fail(L2C_EINVAL, "l2c_attack_new: NULL argument");
+    if (l2c__check_dataset(d, "l2c_attack_new")) return L2C_EINVAL;
+    if (d->nclasses < 2) return l2c__fail(L2C_EINVAL, "l2c_attack_new: the data set has one class; an attack needs at least 2");
     if (!(cfg->eps > 0.0f && cfg->eps <= 1.0f)) return l2c__fail(L2C_EINVAL, "attack: eps %g is outside (0, 1]", cfg->eps);
     if (!(cfg->victim_lr > 0.0f) || !(cfg->gen_lr > 0.0f) || !(cfg->fd_radius > 0.0f))
         return l2c__fail(L2C_EINVAL, "attack: learning rates and fd_radius must be positive");
@@ -5545,7 +5563,8 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
     size_t per;
     if (out && out == clean) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: out must not be the clean data set");
     if (out) memset(out, 0, sizeof *out);   /* safe to l2c_dataset_free whatever happens */
-    if (!generator || !clean || !out || !clean->images) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: NULL argument");
+    if (!generator || !out) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: NULL argument");
+    if (l2c__check_dataset(clean, "l2c_poison_dataset")) return L2C_EINVAL;
     if (!(eps > 0.0f && eps <= 1.0f)) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: eps %g is outside (0, 1]", eps);
     if (!(fraction >= 0.0f && fraction <= 1.0f)) return l2c__fail(L2C_EINVAL, "l2c_poison_dataset: fraction %g is outside [0, 1]", fraction);
     if (l2c__check_generator(generator, clean->c, clean->h, clean->w, "l2c_poison_dataset")) return L2C_EINVAL;

@@ -471,6 +471,54 @@ static void test_attack_refuses_bad_settings(void)
     l2c_model_free(g); l2c_model_free(v); l2c_model_free(big); l2c_dataset_free(&d);
 }
 
+/* A data set built by hand, not read from files, is checked by the attack and the release as
+   l2c_dataset_load checks files: a label beyond nclasses would index past per-class tables. */
+static void ta_expect_refused(const l2c_dataset *d, l2c_model *g, l2c_model *v, const char *what, const char *message)
+{
+    l2c_attack_config cfg;
+    l2c_attack *a;
+    l2c_dataset p;
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4;
+    l2c_clear_error();
+    a = l2c_attack_new(&cfg, g, v, d);
+    CHECK(a == NULL && strstr(l2c_error(), message), "attack on %s: expected \"%s\", got \"%s\"", what, message, l2c_error());
+    l2c_attack_free(a);
+    if (d->nclasses == 1) return;   /* one class is enough to release a poison */
+    l2c_clear_error();
+    CHECK(l2c_poison_dataset(g, d, 0.1f, 1.0f, &p) < 0 && strstr(l2c_error(), message),
+          "release of %s: expected \"%s\", got \"%s\"", what, message, l2c_error());
+    l2c_dataset_free(&p);
+}
+
+static void test_hand_built_data_sets_are_checked(void)
+{
+    l2c_dataset d, p;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    uint8_t *labels;
+    l2c_model *g = ta_generator(), *v = ta_victim();
+    int i;
+    REQUIRE(g && v, "setup failed");
+    ta_dataset(&d, x);
+    d.labels[5] = 3;
+    ta_expect_refused(&d, g, v, "a label beyond nclasses", "label 3 of sample 5 is not below");
+    d.labels[5] = 2;
+    d.nclasses = L2C_MAX_CLASSES + 1;
+    ta_expect_refused(&d, g, v, "too many classes", "classes; 1 to");
+    d.nclasses = 3;
+    d.n = 0;
+    ta_expect_refused(&d, g, v, "no samples", "is not positive");
+    d.n = TA_N;
+    labels = d.labels; d.labels = NULL;
+    ta_expect_refused(&d, g, v, "no labels", "no images or labels");
+    d.labels = labels;
+    for (i = 0; i < TA_N; i++) d.labels[i] = 0;
+    d.nclasses = 1;
+    ta_expect_refused(&d, g, v, "one class", "needs at least 2");
+    REQUIRE(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p) == 0, "a one-class release failed: %s", l2c_error());
+    l2c_dataset_free(&p); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
 /* The label-specific defaults are the non-targeted ones but for the mode and the anchor. */
 static void test_targeted_defaults_differ_only_where_documented(void)
 {
@@ -1372,6 +1420,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_generator_noise_is_the_release_before_the_clamp),
     L2CT(test_generator_noise_refuses_bad_input),
     L2CT(test_attack_refuses_bad_settings),
+    L2CT(test_hand_built_data_sets_are_checked),
     L2CT(test_attack_checkpoint_resumes_bit_identically),
     L2CT(test_attack_checkpoint_resumes_victim_pool),
     L2CT(test_attack_lowers_clean_accuracy_of_its_victim),
