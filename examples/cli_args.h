@@ -1,7 +1,8 @@
 /* cli_args.h: reading option values for the example programs. A value that is missing, or not
    wholly a number ("16x", "abc", "nan"), stops the program with a message naming the option and exit
    status 2, rather than being read as 0 or as its leading digits. Ranges are checked by the caller
-   (or by the library, which names the setting). Set cli_program to the program's name first. */
+   (or by the library, which names the setting). Set cli_program to the program's name first;
+   cli_help answers --help. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -11,21 +12,43 @@
 
 static const char *cli_program = "example";
 
-static void cli_refuse(const char *option, const char *value, const char *kind)
+/* Prints a program's usage text (lines, NULL-terminated) to f. */
+static inline void cli_usage(FILE *f, const char *const *usage)
+{
+    for (; *usage; usage++) fprintf(f, "%s\n", *usage);
+}
+
+/* Whether --help or -h is among the arguments. */
+static inline int cli_wants_help(int argc, char **argv)
+{
+    int i;
+    for (i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
+/* --help or -h among the arguments: prints the usage to stdout and exits with status 0. Called
+   before the options are read, so that it works whatever else is on the command line. */
+static inline void cli_help(int argc, char **argv, const char *const *usage)
+{
+    if (cli_wants_help(argc, argv)) { cli_usage(stdout, usage); exit(0); }
+}
+
+static inline void cli_refuse(const char *option, const char *value, const char *kind)
 {
     fprintf(stderr, "%s: %s needs %s, not \"%s\"\n", cli_program, option, kind, value);
     exit(2);
 }
 
 /* The value after option argv[*i] (advancing *i past it). */
-static const char *cli_value(int argc, char **argv, int *i)
+static inline const char *cli_value(int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) { fprintf(stderr, "%s: %s needs a value\n", cli_program, argv[*i]); exit(2); }
     return argv[++*i];
 }
 
 /* The value after argv[*i] as a whole decimal number that fits an int. */
-static int cli_int(int argc, char **argv, int *i)
+static inline int cli_int(int argc, char **argv, int *i)
 {
     const char *option = argv[*i], *text = cli_value(argc, argv, i);
     char *end;
@@ -37,7 +60,7 @@ static int cli_int(int argc, char **argv, int *i)
 }
 
 /* The value after argv[*i] as a non-negative whole number (a seed). */
-static unsigned long cli_seed(int argc, char **argv, int *i)
+static inline unsigned long cli_seed(int argc, char **argv, int *i)
 {
     const char *option = argv[*i], *text = cli_value(argc, argv, i);
     char *end;
@@ -50,7 +73,7 @@ static unsigned long cli_seed(int argc, char **argv, int *i)
 }
 
 /* The value after argv[*i] as a finite decimal number. */
-static float cli_float(int argc, char **argv, int *i)
+static inline float cli_float(int argc, char **argv, int *i)
 {
     const char *option = argv[*i], *text = cli_value(argc, argv, i);
     char *end;

@@ -2,31 +2,7 @@
    ordinary recipe, on the given (clean or poisoned) MNIST training set and reports, on the clean
    test set: final and peak accuracy, the share predicted as y+K (the label-specific attack's
    success; K = 1 unless --label-shift K), accuracy when fed only the noise (with --generator), and the confusion matrix.
-
-   usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]
-                     [--seed S] [--generator FILE --eps E [--noise generator|released]] [--confusion-dir DIR]
-                     [--label-shift K] [--json] [--optimizer sgd|adam [--lr LR]] [--batch B] [--augment P]
-                     [--repeats R]
-   --noise: what "noise only" feeds each victim: generator (default), the paper's eps*g(x) of the
-   clean test images (l2c_generator_noise); released, what of it survives in the release (the
-   clamped, quantised poison minus the clean image; the README's figures before 2026-12-05).
-   --optimizer trains every network victim with one recipe instead of its own: SGD with momentum
-   0.9 (lr 0.01 unless --lr) or Adam (lr 1e-3 unless --lr); --batch sets every network's
-   mini-batch size (default 64, the victims' own); --augment P moves each of every network's
-   training images by its own random offset of up to P pixels (0..4; 0: no augmentation, not even
-   cnn3x3-aug's) -- recipes the attack never saw.
-   --repeats R trains each victim R times, from seeds S, S+1, ..., S+R-1 (S: --seed, default 7),
-   and reports the mean of each figure and the range of the final accuracy: a victim's own seed
-   (its initial weights and the order of its batches) moves single figures by several points.
-   knn does not depend on the seed and is fitted once; the confusion matrices are seed S's.
-   --baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table
-   in the shape of the paper's Table 1.
-   victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained
-   with random shifts, a defender's augmentation), cnn-pt (the PyTorch MNIST example's network; not in
-   the default list: it costs about as much as the other nine networks together) (built by
-   l2c_mnist_classifier); and two that are not networks (examples/classic_victims.h): knn
-   (1-nearest neighbour over pixels) and forest (a random forest of 32 trees)
-   (default: all but cnn-pt) */
+   Its options: `usage` below, which --help prints. */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
 #include <stdio.h>
@@ -34,6 +10,39 @@
 #include <string.h>
 #include "classic_victims.h"
 #include "cli_args.h"
+
+/* What --help prints: the options and what each does. */
+static const char *const usage[] = {
+    "usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]",
+    "                  [--seed S] [--generator FILE --eps E [--noise generator|released]] [--confusion-dir DIR]",
+    "                  [--label-shift K] [--json] [--optimizer sgd|adam [--lr LR]] [--batch B] [--augment P]",
+    "                  [--repeats R]",
+    "",
+    "Defaults: --train and --test build/mnist (MNIST's train-* and t10k-* files), --epochs 2, --seed 7,",
+    "--eps 0.3 (the generator's, for noise only), --label-shift 1, every victim its own recipe.",
+    "",
+    "--noise: what \"noise only\" feeds each victim: generator (default), the paper's eps*g(x) of the",
+    "clean test images (l2c_generator_noise); released, what of it survives in the release (the",
+    "clamped, quantised poison minus the clean image; the README's figures before 2026-12-05).",
+    "--optimizer trains every network victim with one recipe instead of its own: SGD with momentum",
+    "0.9 (lr 0.01 unless --lr) or Adam (lr 1e-3 unless --lr); --batch sets every network's",
+    "mini-batch size (default 64, the victims' own); --augment P moves each of every network's",
+    "training images by its own random offset of up to P pixels (0..4; 0: no augmentation, not even",
+    "cnn3x3-aug's) -- recipes the attack never saw.",
+    "--repeats R trains each victim R times, from seeds S, S+1, ..., S+R-1 (S: --seed, default 7),",
+    "and reports the mean of each figure and the range of the final accuracy: a victim's own seed",
+    "(its initial weights and the order of its batches) moves single figures by several points.",
+    "knn does not depend on the seed and is fitted once; the confusion matrices are seed S's.",
+    "--baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table",
+    "in the shape of the paper's Table 1.",
+    "victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained",
+    "with random shifts, a defender's augmentation), cnn-pt (the PyTorch MNIST example's network; not in",
+    "the default list: it costs about as much as the other nine networks together) (built by",
+    "l2c_mnist_classifier); and two that are not networks (examples/classic_victims.h): knn",
+    "(1-nearest neighbour over pixels) and forest (a random forest of 32 trees)",
+    "(default: all but cnn-pt)",
+    NULL
+};
 
 /* name, architecture (l2c_mnist_classifier), recipe, Adam (else SGD momentum 0.9), lr, and the
    largest random translation of each training image in pixels (data augmentation; 0: none). */
@@ -304,6 +313,7 @@ int main(int argc, char **argv)
     l2c_tape *tape;
 
     cli_program = "eval_mnist";
+    cli_help(argc, argv, usage);
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
         if (!strcmp(a, "--json")) json = 1;
@@ -331,9 +341,9 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--lr")) { chosen.lr = cli_float(argc, argv, &i); lr_given = 1; }
         else if (!strcmp(a, "--batch")) chosen.batch = cli_int(argc, argv, &i);
         else if (!strcmp(a, "--augment")) { chosen.shift = cli_int(argc, argv, &i); augment_given = 1; }
-        else { fprintf(stderr, "eval_mnist: unknown option %s (see examples/eval_mnist.c)\n", a); return 2; }
+        else { fprintf(stderr, "eval_mnist: unknown option %s (--help lists the options)\n", a); return 2; }
     }
-    if (unknown_victim(list)) { fprintf(stderr, "eval_mnist: unknown victim %s (see the top of examples/eval_mnist.c)\n", unknown_victim(list)); return 2; }
+    if (unknown_victim(list)) { fprintf(stderr, "eval_mnist: unknown victim %s (--help lists the victims)\n", unknown_victim(list)); return 2; }
     if (epochs < 1 || repeats < 1 || repeats > 100 || !(eps > 0.0f && eps <= 1.0f) || label_shift < 1 || label_shift > 9) {
         fprintf(stderr, "eval_mnist: need --epochs >= 1, --repeats in 1..100, --eps in (0, 1] and --label-shift in 1..9\n");
         return 2;

@@ -1,55 +1,5 @@
 /* poison_mnist: learns a DeepConfuse generator on MNIST and releases the poisoned training set.
-
-   usage: poison_mnist [--data DIR] [--out DIR] [--checkpoint FILE] [--eps E] [--trials T]
-                       [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]
-                       [--targeted] [--label-shift K] [--fraction F] [--generator mnist|autoencoder] [--gen-width W]
-                       [--fresh] [--new-settings]
-                       [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]
-                       [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest|reachable]
-                       [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]
-                       [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]
-                       [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR] [--clamp-inward]
-                       [--untargeted-loss xent|complement] [--noise-weight W] [--soft-targets T]
-
-   --targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10
-   (K in 1..9; implies --targeted);
-   --fresh: start over, ignoring (and then replacing) the checkpoint; --new-settings: resume a
-   checkpoint made under other settings, continuing under those given now (a checkpoint records
-   them, and is otherwise refused where they differ; --trials may always change);
-   --gen-width: channels of the autoencoder's first layer (default 16, the paper's; 8 is faster, README);
-   --ref-epochs: epochs of clean training of the reference classifiers (default 1);
-   --references: classifiers (names of l2c_mnist_classifier, comma-separated, or "none") that join the
-   imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective
-   kept during the trials (0: the paper's objective alone; default 1, and 2 with --targeted, the
-   best measured for each mode, README); --pairing: which class's features the
-   warm-up paints into each class (next: y+1; nearest: the most confusable pairing; reachable: the
-   pairing that eps-bounded perturbations reach most easily); --lr-schedule:
-   the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each);
-   --shift: the reference classifiers see poisons randomly translated by up to PIXELS (input
-   diversity, for transfer; default 0; 1 was the default of v0.15.0, README);
-   --victim-shift: the trials' imaginary victim trains with random shifts, as an augmenting defender;
-   --victim-momentum: momentum of the imaginary victim's SGD (0: the paper's plain SGD);
-   --victim-optimizer: how the trials' imaginary victim trains (sgd: the paper's; adam: Adam at
-   --victim-adam-lr, default 1e-3, as many defenders train; alternate: SGD and Adam trial by trial);
-   --clamp-inward: the generator learns through the clamp to [0, 1] also at clamped pixels whose
-   step would bring them back into range (a straight-through estimate; default: the exact derivative);
-   --untargeted-loss: the clean loss the non-targeted trials work on (xent: raise the cross-entropy,
-   the paper's; complement: lower -log(1 - p_y), which pulls hardest on images still classified right);
-   --objective: what the trials optimise (lookahead: the paper's look-ahead loss; align: the
-   cosine between the victim's poisoned-batch gradient and the clean-loss gradient);
-   --shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);
-   --noise-weight: weight of a term in the warm-up and the anchor that makes the references read the
-   noise alone as w(y) too (a class pattern victims take for the label; default 0, README);
-   --soft-targets: the warm-up and the anchor pull each poisoned image towards a reference's
-   output, softened at temperature T, on a random clean image of class w(y) instead of towards the
-   one-hot w(y) (0: one-hot, the default; README);
-   --trial-victims: classifiers (as for --references) whose architectures the trials' imaginary
-   victims take in turn after the reference CNN's.
-
-   Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any
-   MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved
-   to the checkpoint after every trial; run the same command again to resume after Ctrl-C. Both places
-   are checked for writing before any training starts. */
+   Its options: `usage` below, which --help prints. */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
 #include "cli_args.h"
@@ -57,6 +7,66 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* What --help prints: the options and what each does. */
+static const char *const usage[] = {
+    "usage: poison_mnist [--data DIR] [--out DIR] [--checkpoint FILE] [--eps E] [--trials T]",
+    "                    [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]",
+    "                    [--targeted] [--label-shift K] [--fraction F] [--generator mnist|autoencoder] [--gen-width W]",
+    "                    [--fresh] [--new-settings]",
+    "                    [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]",
+    "                    [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest|reachable]",
+    "                    [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]",
+    "                    [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]",
+    "                    [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR] [--clamp-inward]",
+    "                    [--untargeted-loss xent|complement] [--noise-weight W] [--soft-targets T]",
+    "",
+    "Defaults (make run's): --data build/mnist (MNIST's train-* files), --out out/poisoned,",
+    "--checkpoint out/attack.ckpt, --eps 0.3, --warmup 1250, --trials 32, --steps 25, --batch 256,",
+    "--gen-lr 1e-3, --victim-lr 0.04, --seed 1, --generator autoencoder, --references",
+    "softmax,mlp,lenet, --anchor 1 (2 with --targeted), --threads 0 (all cores).",
+    "",
+    "--targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10",
+    "(K in 1..9; implies --targeted);",
+    "--fresh: start over, ignoring (and then replacing) the checkpoint; --new-settings: resume a",
+    "checkpoint made under other settings, continuing under those given now (a checkpoint records",
+    "them, and is otherwise refused where they differ; --trials may always change);",
+    "--gen-width: channels of the autoencoder's first layer (default 16, the paper's; 8 is faster, README);",
+    "--ref-epochs: epochs of clean training of the reference classifiers (default 1);",
+    "--references: classifiers (names of l2c_mnist_classifier, comma-separated, or \"none\") that join the",
+    "imaginary victim in the warm-up's reference ensemble; --anchor: weight of the warm-up objective",
+    "kept during the trials (0: the paper's objective alone; default 1, and 2 with --targeted, the",
+    "best measured for each mode, README); --pairing: which class's features the",
+    "warm-up paints into each class (next: y+1; nearest: the most confusable pairing; reachable: the",
+    "pairing that eps-bounded perturbations reach most easily); --lr-schedule:",
+    "the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each);",
+    "--shift: the reference classifiers see poisons randomly translated by up to PIXELS (input",
+    "diversity, for transfer; default 0; 1 was the default of v0.15.0, README);",
+    "--victim-shift: the trials' imaginary victim trains with random shifts, as an augmenting defender;",
+    "--victim-momentum: momentum of the imaginary victim's SGD (0: the paper's plain SGD);",
+    "--victim-optimizer: how the trials' imaginary victim trains (sgd: the paper's; adam: Adam at",
+    "--victim-adam-lr, default 1e-3, as many defenders train; alternate: SGD and Adam trial by trial);",
+    "--clamp-inward: the generator learns through the clamp to [0, 1] also at clamped pixels whose",
+    "step would bring them back into range (a straight-through estimate; default: the exact derivative);",
+    "--untargeted-loss: the clean loss the non-targeted trials work on (xent: raise the cross-entropy,",
+    "the paper's; complement: lower -log(1 - p_y), which pulls hardest on images still classified right);",
+    "--objective: what the trials optimise (lookahead: the paper's look-ahead loss; align: the",
+    "cosine between the victim's poisoned-batch gradient and the clean-loss gradient);",
+    "--shortcut: weight of an error-minimising term in the trials (victims learn the noise faster);",
+    "--noise-weight: weight of a term in the warm-up and the anchor that makes the references read the",
+    "noise alone as w(y) too (a class pattern victims take for the label; default 0, README);",
+    "--soft-targets: the warm-up and the anchor pull each poisoned image towards a reference's",
+    "output, softened at temperature T, on a random clean image of class w(y) instead of towards the",
+    "one-hot w(y) (0: one-hot, the default; README);",
+    "--trial-victims: classifiers (as for --references) whose architectures the trials' imaginary",
+    "victims take in turn after the reference CNN's.",
+    "",
+    "Writes DIR/train-images-idx3-ubyte and DIR/train-labels-idx1-ubyte (MNIST's own names, so any",
+    "MNIST loader takes DIR as a drop-in replacement) and DIR/generator.l2c. The attack state is saved",
+    "to the checkpoint after every trial; run the same command again to resume after Ctrl-C. Both places",
+    "are checked for writing before any training starts.",
+    NULL
+};
 
 static volatile sig_atomic_t interrupted = 0;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
@@ -150,6 +160,7 @@ int main(int argc, char **argv)
     l2c_attack *attack;
 
     cli_program = "poison_mnist";
+    cli_help(argc, argv, usage);
     if (wants_label_specific(argc, argv)) l2c_attack_targeted_defaults(&cfg, 10);
     else l2c_attack_defaults(&cfg, 10);
     for (i = 1; i < argc; i++) {
@@ -217,7 +228,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--clamp-inward")) cfg.clamp_inward = 1;
         else if (!strcmp(a, "--fresh")) fresh = 1;
         else if (!strcmp(a, "--new-settings")) new_settings = 1;
-        else { fprintf(stderr, "poison_mnist: unknown option %s (see the comment at the top of examples/poison_mnist.c)\n", a); return 2; }
+        else { fprintf(stderr, "poison_mnist: unknown option %s (--help lists the options)\n", a); return 2; }
     }
     if (label_shift < 1 || label_shift > 9) { fprintf(stderr, "poison_mnist: --label-shift must be in 1..9\n"); return 2; }
     for (i = 0; i < 10; i++) cfg.label_map[i] = (i + label_shift) % 10;

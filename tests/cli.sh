@@ -156,5 +156,13 @@ expect eval_feeds_the_released_noise 0 "softmax .*[0-9][.][0-9][0-9] *$" $E --tr
 expect eval_json_names_the_noise 0 '"noise_only": "generator"' $E --train "$T/out" --generator "$T/out/generator.l2c" --json
 expect eval_json_without_generator 0 '"noise_only": "none"' $E --train "$T/good" --json
 
+# --help prints the usage on stdout and exits 0, whatever else is on the line (nothing runs)
+for prog in poison_mnist eval_mnist train_mnist idx2png confusion2png probe_mnist bench; do
+    expect "${prog}_help_prints_usage" 0 "^usage: $prog" $B/$prog --data "$T/nowhere" --help
+done
+expect poison_help_lists_the_defaults 0 "Defaults (make run's)" $B/poison_mnist -h
+expect bench_rejects_unknown_option 2 "bad option --bogus" $B/bench --bogus
+expect bench_rejects_unknown_figure 2 "one figure: gemm" $B/bench --only gemm_2048
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -10,6 +10,7 @@
    usage: bench [--quick] [--only NAME] */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
+#include "examples/cli_args.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,12 +147,40 @@ static double attack_step_ms(int steps, int autoencoder)
     return 1000.0 * t0 / steps;
 }
 
+static const char *const figures[] = { "gemm", "victim_train", "generator_forward", "attack_step",
+                                        "generator_forward_ae", "attack_step_ae", NULL };
+
+static int usage(FILE *f)
+{
+    int i;
+    fprintf(f, "usage: bench [--quick] [--only NAME]\n"
+               "--quick: smaller sizes and fewer repetitions (a smoke run, not figures to quote)\n"
+               "--only NAME: one figure:");
+    for (i = 0; figures[i]; i++) fprintf(f, " %s", figures[i]);
+    fprintf(f, "\n");
+    return 2;
+}
+
+/* Whether name is one of the figures. */
+static int known_figure(const char *name)
+{
+    int i;
+    for (i = 0; figures[i]; i++) if (!strcmp(name, figures[i])) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int quick = argc > 1 && !strcmp(argv[1], "--quick"), max_threads = l2c_set_threads(0), th, ae;
-    const char *only = argc > 2 && !strcmp(argv[argc - 2], "--only") ? argv[argc - 1] : NULL;
+    int quick = 0, max_threads, th, ae, i;
+    const char *only = NULL;
     double ref, one[5] = { 0, 0, 0, 0, 0 };
-    if (argc > 1 && !strcmp(argv[1], "--only")) only = argv[2];
+    if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc && known_figure(argv[i + 1])) only = argv[++i];
+        else { fprintf(stderr, "bench: bad option %s\n", argv[i]); return usage(stderr); }
+    }
+    max_threads = l2c_set_threads(0);
     if (!only || !strcmp(only, "gemm")) {
         double t = time_gemm(1, 0, 0, quick ? 256 : 1024, quick ? 256 : 1024, quick ? 256 : 1024, 1);
         ref = 2.0 * (quick ? 256.0 * 256 * 256 : 1024.0 * 1024 * 1024) / t * 1e-9;

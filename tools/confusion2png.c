@@ -6,6 +6,7 @@
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
 #include "png.h"
+#include "examples/cli_args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +22,10 @@ static const unsigned short font[10] = {075557, 026227, 071747, 071717, 055711,
 
 typedef struct { const char *p, *end; int line; } cursor;
 
-static int usage(void)
+/* Prints the usage to f; returns the exit status of a bad command line. */
+static int usage(FILE *f)
 {
-    fprintf(stderr, "usage: confusion2png --in MATRIX.txt --out F.png [--scale S]\n"
+    fprintf(f, "usage: confusion2png --in MATRIX.txt --out F.png [--scale S]\n"
                     "--scale S:  cell size in pixels, 4..64 (default 24)\n"
                     "MATRIX.txt: a line \"K\", then K lines of K non-negative integers\n"
                     "            (row = true label, column = predicted label)\n");
@@ -145,16 +147,17 @@ int main(int argc, char **argv)
     size_t n, png_len;
     uint8_t *img = NULL, *png = NULL, rgb[3];
 
+    if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     for (i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--in")) in = argv[i + 1];
         else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
         else if (!strcmp(argv[i], "--scale")) {
             long v = strtol(argv[i + 1], &end, 10);
-            if (end == argv[i + 1] || *end || v < 4 || v > 64) return usage();
+            if (end == argv[i + 1] || *end || v < 4 || v > 64) return usage(stderr);
             s = (int)v;
-        } else return usage();
+        } else return usage(stderr);
     }
-    if (i != argc || !in || !out) return usage();
+    if (i != argc || !in || !out) return usage(stderr);
     if (!(text = slurp(in, &n)) || !(m = parse(in, text, n, &k))) goto done;
 
     /* label font: as large as fits in a cell (up to S/8), labels dropped if even 1x does not fit */

@@ -4,6 +4,7 @@
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
 #include "png.h"
+#include "examples/cli_args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +15,10 @@
 
 typedef struct { l2c_idx idx; int n, c, h, w; } images;
 
-static int usage(void)
+/* Prints the usage to f; returns the exit status of a bad command line. */
+static int usage(FILE *f)
 {
-    fprintf(stderr,
+    fprintf(f,
         "usage: idx2png --clean F --out F.png [--cols N]                 (plain grid)\n"
         "       idx2png --clean F --poisoned F --out F.png [--eps E]     (clean/poisoned/noise)\n"
         "options: --count N     images to show (default 10)\n"
@@ -137,6 +139,7 @@ int main(int argc, char **argv)
     int *sel = NULL;
     size_t tile_len, png_len;
 
+    if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     for (k = 1; k < argc && ok; k += 2) {
         const char *o = argv[k], *v = k + 1 < argc ? argv[k + 1] : NULL;
         char *end;
@@ -156,7 +159,7 @@ int main(int argc, char **argv)
         else ok = 0;
         if (!ok) fprintf(stderr, "idx2png: bad option or value: %s %s\n", o, v ? v : "(missing)");
     }
-    if (!ok || !clean_path || !out_path) return usage();
+    if (!ok || !clean_path || !out_path) return usage(stderr);
 
     memset(&cl, 0, sizeof cl); memset(&po, 0, sizeof po);
     if (load_images(clean_path, &cl) != 0 || (pois_path && load_images(pois_path, &po) != 0)) goto done;

@@ -14,6 +14,7 @@
    Build: gcc -std=c99 -O2 -I. tools/probe_mnist.c -o probe_mnist -lm */
 #define L2C_IMPLEMENTATION
 #include "learn2confuse.h"
+#include "examples/cli_args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +24,10 @@
 #define PER_CLASS 64
 #define SIDE 784
 
-static int usage(void)
+/* Prints the usage to f (the comment above says more); returns the exit status of a bad command line. */
+static int usage(FILE *f)
 {
-    fprintf(stderr, "usage: probe_mnist [--data DIR] [--victims LIST] --poisoned DIR\n"
+    fprintf(f, "usage: probe_mnist [--data DIR] [--victims LIST] --poisoned DIR\n"
                     "       probe_mnist [--data DIR] [--victims LIST] --reach [--eps E]\n");
     return 2;
 }
@@ -173,10 +175,11 @@ int main(int argc, char **argv)
     l2c_tape *t;
     float eps = 0.3f;
     int i, nm = 0, do_reach = 0, rc;
+    if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--reach")) { do_reach = 1; continue; }
-        if (!v) return usage();
+        if (!v) return usage(stderr);
         if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--poisoned")) poisoned = v;
         else if (!strcmp(a, "--victims") && strlen(v) < sizeof list) strcpy(list, v);
@@ -184,10 +187,10 @@ int main(int argc, char **argv)
             char *end;
             eps = strtof(v, &end);
             if (*end || !(eps > 0.0f && eps <= 1.0f)) { fprintf(stderr, "probe_mnist: --eps must be in (0, 1]\n"); return 2; }
-        } else return usage();
+        } else return usage(stderr);
         i++;
     }
-    if (!do_reach == !poisoned) return usage();   /* exactly one mode */
+    if (!do_reach == !poisoned) return usage(stderr);   /* exactly one mode */
     for (tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         l2c_model *probe;
         if (nm == MAX_MODELS) { fprintf(stderr, "probe_mnist: at most %d classifiers\n", MAX_MODELS); return 2; }
@@ -195,7 +198,7 @@ int main(int argc, char **argv)
         l2c_model_free(probe);
         names[nm++] = tok;
     }
-    if (!nm) return usage();
+    if (!nm) return usage(stderr);
     if ((rc = load(&clean, data, "train"))) { if (rc < 0) fprintf(stderr, "probe_mnist: %s\n", l2c_error()); return 1; }
     if (!(t = l2c_tape_new())) { fprintf(stderr, "probe_mnist: out of memory\n"); return 1; }
     for (i = 0, rc = 0; i < nm && !rc; i++) rc = !(m[i] = train_clean(names[i], &clean, t));
