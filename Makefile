@@ -48,14 +48,14 @@ data: $(MNIST_FILES)
 
 $(BUILD)/%: examples/%.c examples/classic_victims.h examples/cli_args.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
-$(BUILD)/%: tools/%.c tools/png.h learn2confuse.h | $(BUILD)
+$(BUILD)/%: tools/%.c tools/png.h examples/cli_args.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 $(BUILD)/test_main: tests/*.c tests/*.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) tests/test_main.c -o $@ $(LDLIBS)
 $(BUILD)/oom_main: tests/oom_main.c learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) tests/oom_main.c -o $@ $(LDLIBS)
 
-test: unit $(BUILD)/poison_mnist $(BUILD)/eval_mnist $(BUILD)/probe_mnist $(BUILD)/train_mnist
+test: unit $(EXAMPLES) $(TOOLS)
 	sh tests/cli.sh $(BUILD)
 
 # The unit tests alone (no command-line checks of the examples): CI's extra compiler passes.
