@@ -606,7 +606,9 @@ L2C_API void l2c_attack_defaults(l2c_attack_config *cfg, int nclasses);
 L2C_API void l2c_attack_targeted_defaults(l2c_attack_config *cfg, int nclasses);
 /* Prepares an attack on `train` (kept by pointer; must outlive the attack). The generator is copied
    (frozen and trainable copies); the victim model is used as a template for fresh victims. Checks
-   that the generator maps the data's shape onto itself and the victim emits nclasses logits. */
+   that the generator maps the data's shape onto itself and ends in a tanh layer (the bound
+   |eps g(x)| <= eps rests on it), that the victim emits nclasses logits, and the data set itself
+   (at least two classes, every label below nclasses). */
 L2C_API l2c_attack *l2c_attack_new(const l2c_attack_config *cfg, const l2c_model *generator,
                                    const l2c_model *victim, const l2c_dataset *train);
 L2C_API void l2c_attack_free(l2c_attack *a);
@@ -676,7 +678,8 @@ L2C_API int l2c_attack_load(l2c_attack *a, const char *path);
    reference ensemble and file are checked as by l2c_attack_load. */
 L2C_API int l2c_attack_load_under_new_settings(l2c_attack *a, const char *path);
 
-/* Poison release: out = quantised clamp(x + eps * g(x), 0, 1) with g in eval mode, same labels.
+/* Poison release: out = quantised clamp(x + eps * g(x), 0, 1) with g in eval mode, same labels;
+   g must map the images' shape onto itself and end in tanh.
    |out - clean| <= eps (+ one grey level from rounding). `out` is allocated (free with
    l2c_dataset_free; it is zeroed first, so freeing it after a failure is safe too). `fraction` in
    [0, 1] poisons only the first fraction*n samples. */
@@ -3224,7 +3227,6 @@ L2C_API l2c_tensor *l2c_softmax_kl(l2c_tape *t, l2c_tensor *logits, const float 
     return nd->out;
 }
 
-
 /* ---------------------------------------------------------------- 5. models -------------------- */
 
 L2C_API l2c_model *l2c_model_new(int c, int h, int w)
@@ -4366,6 +4368,23 @@ L2C_API void l2c_attack_targeted_defaults(l2c_attack_config *cfg, int nclasses)
     cfg->anchor = 2.0f;
 }
 
+/* A generator for c x h x w images takes them and makes perturbations of the same shape, bounded
+   by a final tanh. */
+static int l2c__check_generator(const l2c_model *g, int c, int h, int w, const char *caller)
+{
+    int oc, oh, ow;
+    if (g->in_c != c || g->in_h != h || g->in_w != w)
+        return l2c__fail(L2C_EINVAL, "%s: the generator takes %dx%dx%d images; the data is %dx%dx%d",
+                         caller, g->in_c, g->in_h, g->in_w, c, h, w);
+    l2c_model_output_shape(g, &oc, &oh, &ow);
+    if (oc != c || oh != h || ow != w)
+        return l2c__fail(L2C_EINVAL, "%s: the generator makes %dx%dx%d outputs, not %dx%dx%d images (a classifier?)",
+                         caller, oc, oh, ow, c, h, w);
+    if (g->nlayers < 1 || g->layers[g->nlayers - 1].type != L2C_LAYER_TANH)   /* |g| <= 1: |eps g| <= eps */
+        return l2c__fail(L2C_EINVAL, "%s: the generator's last layer must be tanh, which bounds the perturbation by eps", caller);
+    return L2C_OK;
+}
+
 static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, const l2c_model *v, const l2c_dataset *d)
 {
     int c, h, w, k;
@@ -4413,10 +4432,7 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
          cfg->victim_momentum > 0.0f || cfg->objective != L2C_OBJ_LOOKAHEAD))
         return l2c__fail(L2C_EINVAL, "attack: an Adam victim needs victim_adam_lr in (0, 1] (%g), victims = 1 (%d), victim_lifetime 0 (%d), "
                          "victim_momentum 0 (%g) and the look-ahead objective", cfg->victim_adam_lr, cfg->victims, cfg->victim_lifetime, cfg->victim_momentum);
-    l2c_model_output_shape(g, &c, &h, &w);
-    if (g->in_c != d->c || g->in_h != d->h || g->in_w != d->w || c != d->c || h != d->h || w != d->w)
-        return l2c__fail(L2C_EINVAL, "attack: the generator maps %dx%dx%d to %dx%dx%d; the data is %dx%dx%d",
-                         g->in_c, g->in_h, g->in_w, c, h, w, d->c, d->h, d->w);
+    if (l2c__check_generator(g, d->c, d->h, d->w, "l2c_attack_new")) return L2C_EINVAL;
     if (v->in_c != d->c || v->in_h != d->h || v->in_w != d->w)
         return l2c__fail(L2C_EINVAL, "attack: the victim takes %dx%dx%d samples; the data is %dx%dx%d", v->in_c, v->in_h, v->in_w, d->c, d->h, d->w);
     l2c_model_output_shape(v, &c, &h, &w);
@@ -5468,7 +5484,6 @@ L2C_API int l2c_attack_save(const l2c_attack *a, const char *path)
     return l2c__buf_commit(&b, path);
 }
 
-
 static void l2c__get_state(const uint8_t *s, l2c_model *m)
 {
     l2c__get_floats(s, m->params, m->nparams);
@@ -5537,20 +5552,6 @@ static uint8_t l2c__quantise(float v, uint8_t clean, int budget)
     if (q < clean - budget) q = clean - budget;
     if (q > clean + budget) q = clean + budget;
     return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
-}
-
-/* A generator for c x h x w images takes them and makes perturbations of the same shape. */
-static int l2c__check_generator(const l2c_model *g, int c, int h, int w, const char *caller)
-{
-    int oc, oh, ow;
-    if (g->in_c != c || g->in_h != h || g->in_w != w)
-        return l2c__fail(L2C_EINVAL, "%s: the generator takes %dx%dx%d images; the data is %dx%dx%d",
-                         caller, g->in_c, g->in_h, g->in_w, c, h, w);
-    l2c_model_output_shape(g, &oc, &oh, &ow);
-    if (oc != c || oh != h || ow != w)
-        return l2c__fail(L2C_EINVAL, "%s: the generator makes %dx%dx%d outputs, not %dx%dx%d images (a classifier?)",
-                         caller, oc, oh, ow, c, h, w);
-    return L2C_OK;
 }
 
 L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *clean, float eps,

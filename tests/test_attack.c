@@ -377,6 +377,27 @@ static void test_generator_noise_refuses_bad_input(void)
     l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
 }
 
+/* The bound |eps g(x)| <= eps rests on the generator's final tanh: one without it is refused by
+   the attack, the release and the noise alike. */
+static void test_generator_must_end_in_tanh(void)
+{
+    l2c_dataset d, p;
+    float x[TA_N * TA_SIDE * TA_SIDE], noise[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = l2c_model_new(1, TA_SIDE, TA_SIDE), *v = ta_victim();
+    l2c_attack_config cfg;
+    REQUIRE(g && v && l2c_model_conv(g, 1, 3, 1, 1) == 0, "setup failed");
+    l2c_model_init(g, 3);
+    ta_dataset(&d, x);
+    l2c_attack_defaults(&cfg, 3);
+    cfg.batch = 4;
+    CHECK(l2c_attack_new(&cfg, g, v, &d) == NULL && strstr(l2c_error(), "last layer must be tanh"), "attack: %s", l2c_error());
+    CHECK(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p) < 0 && strstr(l2c_error(), "last layer must be tanh"), "release: %s", l2c_error());
+    CHECK(l2c_generator_noise(g, x, TA_N, 0.1f, noise) < 0 && strstr(l2c_error(), "last layer must be tanh"), "noise: %s", l2c_error());
+    REQUIRE(l2c_model_tanh(g) == 0, "tanh failed");
+    CHECK(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p) == 0, "with the tanh, the release failed: %s", l2c_error());
+    l2c_dataset_free(&p); l2c_model_free(g); l2c_model_free(v); l2c_dataset_free(&d);
+}
+
 static void test_attack_refuses_bad_settings(void)
 {
     l2c_dataset d;
@@ -1420,6 +1441,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_generator_noise_is_the_release_before_the_clamp),
     L2CT(test_generator_noise_refuses_bad_input),
     L2CT(test_attack_refuses_bad_settings),
+    L2CT(test_generator_must_end_in_tanh),
     L2CT(test_hand_built_data_sets_are_checked),
     L2CT(test_attack_checkpoint_resumes_bit_identically),
     L2CT(test_attack_checkpoint_resumes_victim_pool),
