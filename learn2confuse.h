@@ -1,4 +1,4 @@
-/* learn2confuse.h - v0.16.0 - training-time adversarial data (DeepConfuse) in one C99 header.
+/* learn2confuse.h - v0.16.1 - training-time adversarial data (DeepConfuse) in one C99 header.
 
    A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
    added to each training image, makes classifiers trained on the perturbed set fail on clean data
@@ -35,6 +35,11 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.16.1 bad input refused rather than misread: l2c_attack_new and l2c_poison_dataset check a
+              data set built by hand as l2c_dataset_load checks files (labels below nclasses, a
+              positive shape; the attack also needs two classes), and refuse a generator whose last
+              layer is not tanh (the eps bound rests on it), as l2c_generator_noise does; results
+              of valid runs are 0.16.0's bit for bit
        0.16.0 attack default warmup_shift back to 0: over five seeds the mean of nine victims is
               3.26 % at 0 against 3.60 % at 1 (a fifth seed gave 4.25 against 7.25), so the
               knob no longer wins (README: study of v0.15.0); results are 0.14.0's bit for bit.
@@ -107,8 +112,8 @@
 
 #define L2C_VERSION_MAJOR 0
 #define L2C_VERSION_MINOR 16
-#define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.16.0"
+#define L2C_VERSION_PATCH 1
+#define L2C_VERSION "0.16.1"
 
 #include <stddef.h>
 #include <stdint.h>
