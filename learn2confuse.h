@@ -1,4 +1,4 @@
-/* learn2confuse.h - v0.16.1 - training-time adversarial data (DeepConfuse) in one C99 header.
+/* learn2confuse.h - v0.17.0 - training-time adversarial data (DeepConfuse) in one C99 header.
 
    A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
    added to each training image, makes classifiers trained on the perturbed set fail on clean data
@@ -35,11 +35,14 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
-       0.16.1 bad input refused rather than misread: l2c_attack_new and l2c_poison_dataset check a
-              data set built by hand as l2c_dataset_load checks files (labels below nclasses, a
-              positive shape; the attack also needs two classes), and refuse a generator whose last
-              layer is not tanh (the eps bound rests on it), as l2c_generator_noise does; results
-              of valid runs are 0.16.0's bit for bit
+       0.17.0 attack pairing L2C_PAIR_GIVEN: the non-targeted warm-up targets w(y) = label_map[y],
+              a derangement the caller chose (checked), with tests; the defaults are unchanged
+              (README: study of 2026-12-05, late). Bad input refused rather than misread:
+              l2c_attack_new and l2c_poison_dataset check a data set built by hand as
+              l2c_dataset_load checks files (labels below nclasses, a positive shape; the attack
+              also needs two classes), and refuse a generator whose last layer is not tanh (the
+              eps bound rests on it), as l2c_generator_noise does. Results of runs valid before
+              are 0.16.0's bit for bit
        0.16.0 attack default warmup_shift back to 0: over five seeds the mean of nine victims is
               3.26 % at 0 against 3.60 % at 1 (a fifth seed gave 4.25 against 7.25), so the
               knob no longer wins (README: study of v0.15.0); results are 0.14.0's bit for bit.
@@ -111,9 +114,9 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 16
-#define L2C_VERSION_PATCH 1
-#define L2C_VERSION "0.16.1"
+#define L2C_VERSION_MINOR 17
+#define L2C_VERSION_PATCH 0
+#define L2C_VERSION "0.17.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -483,7 +486,7 @@ L2C_API void l2c_col2im(const float *col, size_t ldcol, int c, int h, int w, int
    ================================================================================================ */
 
 #define L2C_MAX_CLASSES 256
-enum { L2C_PAIR_NEXT = 0, L2C_PAIR_NEAREST = 1, L2C_PAIR_REACHABLE = 2 };
+enum { L2C_PAIR_NEXT = 0, L2C_PAIR_NEAREST = 1, L2C_PAIR_REACHABLE = 2, L2C_PAIR_GIVEN = 3 };
 /* Generator learning-rate schedules (l2c_attack_config.lr_schedule). */
 enum { L2C_LR_CONSTANT = 0, L2C_LR_COSINE = 1 };
 /* What the trials' hypergradient optimises (l2c_attack_config.objective). */
@@ -515,7 +518,8 @@ typedef struct l2c_attack_config {
     int victim_lifetime;   /* a victim's own steps before it is replaced; 0 =
                               steps_per_trial (the paper: a fresh victim per trial)  default 0 */
     int targeted;          /* 0: non-targeted; 1: label-specific with label_map     default 0 */
-    int label_map[L2C_MAX_CLASSES]; /* eta(y) for the targeted mode            default y+1 mod K */
+    int label_map[L2C_MAX_CLASSES]; /* eta(y) for the targeted mode; w(y) for the non-targeted one
+                              with pairing L2C_PAIR_GIVEN                     default y+1 mod K */
     float fd_radius;       /* finite-difference radius r * |v|                     default 0.01 */
     int warmup_steps;      /* head start: generator steps against a classifier trained on clean
                               data, before trial 1 (0: none, the paper's start)   default 1250 */
@@ -526,7 +530,9 @@ typedef struct l2c_attack_config {
                               easiest: most confusable classes paired), or L2C_PAIR_REACHABLE (the
                               derangement whose targets eps-bounded perturbations of each class
                               reach most easily, measured against the references by a short
-                              signed-gradient search)                         default L2C_PAIR_NEXT */
+                              signed-gradient search), or L2C_PAIR_GIVEN (w(y) = label_map[y], a
+                              derangement the caller chose: every class some other class's target,
+                              none its own; README: study of 2026-12-05, late)  default L2C_PAIR_NEXT */
     float anchor;          /* weight of the warm-up objective kept during the trials, relative to
                               the hypergradient (0: the paper's pure objective)     default 1 */
     float shortcut;        /* weight of an error-minimising term in the trials, relative to the
@@ -628,8 +634,9 @@ L2C_API int l2c_attack_run(l2c_attack *a);
    The warm-up (a head start; cfg.warmup_steps > 0) trains the reference ensemble (the victim's
    architecture and any added with l2c_attack_add_reference) on clean data for cfg.warmup_epochs
    epochs (SGD, momentum 0.9), then takes warmup_steps Adam steps of the trainable generator to make
-   every member read each poisoned image of class y as class w(y): w(y) = y+1 mod K or the nearest
-   pairing (non-targeted, cfg.pairing), or the class that label_map sends to y (targeted). A victim
+   every member read each poisoned image of class y as class w(y): w(y) = y+1 mod K, the nearest or
+   reachable pairing or label_map[y] (non-targeted, cfg.pairing), or the class that label_map sends
+   to y (targeted). A victim
    trained on such images learns "features of w(y) mean y", the association that the trials then
    sharpen (with cfg.anchor, the trials keep this objective too). Ends with xi <- xi'. */
 L2C_API int l2c_attack_run_trial(l2c_attack *a);
@@ -4390,6 +4397,20 @@ static int l2c__check_generator(const l2c_model *g, int c, int h, int w, const c
     return L2C_OK;
 }
 
+/* L2C_PAIR_GIVEN: w must send every class to another and be a permutation, so that every class is
+   some class's target (a class nobody's poison carries keeps its clean meaning for the victims). */
+static int l2c__check_derangement(const int *w, int K)
+{
+    int seen[L2C_MAX_CLASSES], y;
+    memset(seen, 0, sizeof seen);
+    for (y = 0; y < K; y++) {
+        if (w[y] < 0 || w[y] >= K) return l2c__fail(L2C_EINVAL, "attack: given pairing: label_map[%d] = %d is not a class", y, w[y]);
+        if (w[y] == y) return l2c__fail(L2C_EINVAL, "attack: given pairing: label_map[%d] = %d sends a class to itself", y, y);
+        if (seen[w[y]]++) return l2c__fail(L2C_EINVAL, "attack: given pairing: class %d is the target of two classes (a derangement needs each once)", w[y]);
+    }
+    return L2C_OK;
+}
+
 static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, const l2c_model *v, const l2c_dataset *d)
 {
     int c, h, w, k;
@@ -4401,8 +4422,8 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
         return l2c__fail(L2C_EINVAL, "attack: learning rates and fd_radius must be positive");
     if (cfg->batch < 2 || cfg->batch > d->n) return l2c__fail(L2C_EINVAL, "attack: batch %d must be in [2, %d samples]", cfg->batch, d->n);
     if (cfg->trials < 1 || cfg->steps_per_trial < 0) return l2c__fail(L2C_EINVAL, "attack: need trials >= 1 and steps_per_trial >= 0");
-    if (cfg->pairing != L2C_PAIR_NEXT && cfg->pairing != L2C_PAIR_NEAREST && cfg->pairing != L2C_PAIR_REACHABLE)
-        return l2c__fail(L2C_EINVAL, "attack: pairing %d is not L2C_PAIR_NEXT, L2C_PAIR_NEAREST or L2C_PAIR_REACHABLE", cfg->pairing);
+    if (cfg->pairing < L2C_PAIR_NEXT || cfg->pairing > L2C_PAIR_GIVEN)
+        return l2c__fail(L2C_EINVAL, "attack: pairing %d is not L2C_PAIR_NEXT, L2C_PAIR_NEAREST, L2C_PAIR_REACHABLE or L2C_PAIR_GIVEN", cfg->pairing);
     if (cfg->lr_schedule != L2C_LR_CONSTANT && cfg->lr_schedule != L2C_LR_COSINE) return l2c__fail(L2C_EINVAL, "attack: lr_schedule %d is not L2C_LR_CONSTANT or L2C_LR_COSINE", cfg->lr_schedule);
     if (cfg->objective != L2C_OBJ_LOOKAHEAD && cfg->objective != L2C_OBJ_ALIGN) return l2c__fail(L2C_EINVAL, "attack: objective %d is not L2C_OBJ_LOOKAHEAD or L2C_OBJ_ALIGN", cfg->objective);
     if (!(cfg->anchor >= 0.0f && cfg->anchor <= 1e6f)) return l2c__fail(L2C_EINVAL, "attack: anchor %g must be in [0, 1e6]", cfg->anchor);
@@ -4445,6 +4466,7 @@ static int l2c__attack_check(const l2c_attack_config *cfg, const l2c_model *g, c
     for (k = 0; cfg->targeted && k < d->nclasses; k++)
         if (cfg->label_map[k] < 0 || cfg->label_map[k] >= d->nclasses)
             return l2c__fail(L2C_EINVAL, "attack: label_map[%d] = %d is not a class", k, cfg->label_map[k]);
+    if (!cfg->targeted && cfg->pairing == L2C_PAIR_GIVEN) return l2c__check_derangement(cfg->label_map, d->nclasses);
     return L2C_OK;
 }
 
@@ -4825,7 +4847,7 @@ static void l2c__warmup_targets(const l2c_attack *a, int *w)
 {
     int K = a->train->nclasses, y, c;
     for (y = 0; y < K; y++) {
-        w[y] = a->cfg.targeted ? y : (y + 1) % K;
+        w[y] = a->cfg.targeted ? y : a->cfg.pairing == L2C_PAIR_GIVEN ? a->cfg.label_map[y] : (y + 1) % K;
         for (c = 0; a->cfg.targeted && c < K; c++)
             if (a->cfg.label_map[c] == y && c != y) { w[y] = c; break; }
     }

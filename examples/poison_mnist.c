@@ -15,7 +15,8 @@ static const char *const usage[] = {
     "                    [--targeted] [--label-shift K] [--fraction F] [--generator mnist|autoencoder] [--gen-width W]",
     "                    [--fresh] [--new-settings]",
     "                    [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]",
-    "                    [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W] [--pairing next|nearest|reachable]",
+    "                    [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W]",
+    "                    [--pairing next|nearest|reachable|W0,...,W9]",
     "                    [--lr-schedule constant|cosine] [--shift PIXELS] [--victim-shift PIXELS] [--shortcut W]",
     "                    [--trial-victims LIST] [--victim-momentum M] [--objective lookahead|align]",
     "                    [--victim-optimizer sgd|adam|alternate] [--victim-adam-lr LR] [--clamp-inward]",
@@ -38,7 +39,8 @@ static const char *const usage[] = {
     "kept during the trials (0: the paper's objective alone; default 1, and 2 with --targeted, the",
     "best measured for each mode, README); --pairing: which class's features the",
     "warm-up paints into each class (next: y+1; nearest: the most confusable pairing; reachable: the",
-    "pairing that eps-bounded perturbations reach most easily); --lr-schedule:",
+    "pairing that eps-bounded perturbations reach most easily; W0,...,W9: w(y) for y = 0..9, a",
+    "derangement, e.g. 9,2,3,4,5,6,7,8,1,0 gives the 1s a source, README); --lr-schedule:",
     "the generator's learning rate, constant or decayed to 0 along a cosine (warm-up and trials each);",
     "--shift: the reference classifiers see poisons randomly translated by up to PIXELS (input",
     "diversity, for transfer; default 0; 1 was the default of v0.15.0, README);",
@@ -135,6 +137,21 @@ static int can_create(const char *prefix, const char *suffix)
     return 1;
 }
 
+/* --pairing w(0),...,w(9): ten whole numbers separated by commas (the library checks that they are
+   a derangement of the classes). */
+static int read_pairing(const char *text, int *w)
+{
+    int y;
+    for (y = 0; y < 10; y++) {
+        char *end;
+        long c = strtol(text, &end, 10);
+        if (end == text || c < 0 || c > 9 || *end != (y < 9 ? ',' : '\0')) return 0;
+        w[y] = (int)c;
+        text = end + 1;
+    }
+    return 1;
+}
+
 /* --targeted or --label-shift: the run starts from the label-specific defaults, which the other
    options then change, whatever their order. */
 static int wants_label_specific(int argc, char **argv)
@@ -153,7 +170,7 @@ int main(int argc, char **argv)
     const char *trial_victims = "none";             /* further imaginary-victim architectures */
     char path[1024], path2[1024], mode[64] = "non-targeted";
     float fraction = 1.0f;
-    int label_shift = 1, fresh = 0, new_settings = 0, threads = 0, width = 100, gen_width = 16, i, rc, trials_left;
+    int given_pairing[10], label_shift = 1, fresh = 0, new_settings = 0, threads = 0, width = 100, gen_width = 16, i, rc, trials_left;
     l2c_attack_config cfg;
     l2c_dataset train, poisoned;
     l2c_model *gen, *victim;
@@ -191,7 +208,8 @@ int main(int argc, char **argv)
             if (!strcmp(v, "next")) cfg.pairing = L2C_PAIR_NEXT;
             else if (!strcmp(v, "nearest")) cfg.pairing = L2C_PAIR_NEAREST;
             else if (!strcmp(v, "reachable")) cfg.pairing = L2C_PAIR_REACHABLE;
-            else { fprintf(stderr, "poison_mnist: --pairing is next, nearest or reachable\n"); return 2; }
+            else if (read_pairing(v, given_pairing)) cfg.pairing = L2C_PAIR_GIVEN;
+            else { fprintf(stderr, "poison_mnist: --pairing is next, nearest, reachable or ten classes w(0),...,w(9), not \"%s\"\n", v); return 2; }
         }
         else if (!strcmp(a, "--lr-schedule")) {
             const char *v = cli_value(argc, argv, &i);
@@ -232,6 +250,10 @@ int main(int argc, char **argv)
     }
     if (label_shift < 1 || label_shift > 9) { fprintf(stderr, "poison_mnist: --label-shift must be in 1..9\n"); return 2; }
     for (i = 0; i < 10; i++) cfg.label_map[i] = (i + label_shift) % 10;
+    if (cfg.pairing == L2C_PAIR_GIVEN) {   /* the library keeps a given pairing in label_map */
+        if (cfg.targeted) { fprintf(stderr, "poison_mnist: a given --pairing is for the non-targeted mode\n"); return 2; }
+        memcpy(cfg.label_map, given_pairing, sizeof given_pairing);
+    }
     if (!(cfg.eps > 0.0f && cfg.eps <= 1.0f)) { fprintf(stderr, "poison_mnist: --eps must be in (0, 1]\n"); return 2; }
     if (!(fraction >= 0.0f && fraction <= 1.0f)) { fprintf(stderr, "poison_mnist: --fraction must be in [0, 1]\n"); return 2; }
     if (strcmp(arch, "mnist") && strcmp(arch, "autoencoder")) { fprintf(stderr, "poison_mnist: --generator is mnist or autoencoder\n"); return 2; }

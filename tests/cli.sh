@@ -72,6 +72,11 @@ expect poison_rejects_unknown_option 2 "unknown option" $P --data "$T/good" --bo
 expect poison_rejects_32x32_images 1 "28x28" $P --data "$T/big" --out "$T/out"
 expect poison_rejects_count_mismatch 1 "128 images" $P --data "$T/mismatch" --out "$T/out"
 expect poison_rejects_missing_data 1 "cannot open" $P --data "$T/nowhere" --out "$T/out"
+expect poison_rejects_pairing_not_ten_classes 2 "ten classes w(0),...,w(9), not \"1,2,3\"" $P --data "$T/good" --out "$T/out" --pairing 1,2,3
+expect poison_rejects_pairing_with_a_fixed_point 1 "sends a class to itself" $P --data "$T/good" --out "$T/out" --pairing 0,2,3,4,5,6,7,8,9,1
+expect poison_rejects_given_pairing_when_targeted 2 "for the non-targeted mode" $P --data "$T/good" --out "$T/out" --targeted --pairing 9,2,3,4,5,6,7,8,1,0
+mkdir -p "$T/given"   # its own output and checkpoint: the checks below resume $T/ckpt
+expect poison_runs_a_given_pairing 0 "0->9 1->2 .* 8->1 9->0" $P --data "$T/good" --out "$T/given" --checkpoint "$T/given/ckpt" --pairing 9,2,3,4,5,6,7,8,1,0
 expect poison_runs_on_good_data 0 "wrote" $P --data "$T/good" --out "$T/out"
 PR="$B/probe_mnist --victims softmax"
 expect probe_rejects_two_modes 2 "usage" $PR --reach --poisoned "$T/out"

@@ -428,7 +428,8 @@ static void test_attack_refuses_bad_settings(void)
     TA_REFUSED(anchor, -1.0f);
     TA_REFUSED(anchor, (float)NAN);
     TA_REFUSED(lr_schedule, 2);
-    TA_REFUSED(pairing, 3);
+    TA_REFUSED(pairing, 4);
+    TA_REFUSED(pairing, -1);
     TA_REFUSED(objective, 2);
     TA_REFUSED(shortcut, -0.5f);
     TA_REFUSED(shortcut, (float)NAN);
@@ -1351,6 +1352,40 @@ static void test_reachable_pairing_takes_the_cheapest_derangement(void)
     CHECK(seen == 3, "the renamings gave only %s", seen == 1 ? "120" : seen == 2 ? "201" : "failures");
 }
 
+/* L2C_PAIR_GIVEN: the warm-up paints label_map[y] into class y, and a map that is not a
+   derangement (a class sent to itself, a class targeted twice, a class that does not exist) is
+   refused before anything runs. */
+static void test_given_pairing_is_the_warmup_targets(void)
+{
+    static const int bad[3][3] = { { 0, 2, 1 }, { 1, 0, 0 }, { 1, 2, 3 } };
+    static const char *why[3] = { "to itself", "target of two", "not a class" };
+    ta_fixture f;
+    l2c_attack *a;
+    int w[3], k;
+    REQUIRE(ta_setup(&f), "setup failed");
+    f.cfg.pairing = L2C_PAIR_GIVEN;
+    f.cfg.label_map[0] = 2; f.cfg.label_map[1] = 0; f.cfg.label_map[2] = 1;   /* y+1 would be 1, 2, 0 */
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    REQUIRE(a && l2c__train_references(a) == 0 && l2c_attack_warmup_targets(a, w) == 0, "setup failed: %s", l2c_error());
+    CHECK(w[0] == 2 && w[1] == 0 && w[2] == 1, "warm-up targets %d %d %d, given 2 0 1", w[0], w[1], w[2]);
+    l2c_attack_free(a);
+    for (k = 0; k < 3; k++) {
+        memcpy(f.cfg.label_map, bad[k], sizeof bad[k]);
+        l2c_clear_error();
+        a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+        CHECK(a == NULL && strstr(l2c_error(), why[k]), "pairing %d %d %d: expected \"%s\", got \"%s\"",
+              bad[k][0], bad[k][1], bad[k][2], why[k], l2c_error());
+        l2c_attack_free(a);
+    }
+    f.cfg.targeted = 1;   /* label-specific: label_map is eta, any map of classes, the pairing unused */
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    CHECK(a == NULL, "targeted: a label map naming class 3 of 3 was accepted");
+    memcpy(f.cfg.label_map, bad[1], sizeof bad[1]);
+    a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
+    CHECK(a != NULL, "targeted: a label map that is not a derangement was refused: %s", l2c_error());
+    l2c_attack_free(a); ta_teardown(&f);
+}
+
 /* warmup_shift: each member sees its own translated view of the poisoned batch, and the gradient
    the warm-up uses is that of the ensemble's loss over those views (central differences in single
    pixels, the translations held fixed by the draw number). */
@@ -1496,5 +1531,6 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_attack_checkpoint_resumes_victim_pool),
     L2CT(test_attack_lowers_clean_accuracy_of_its_victim),
     L2CT(test_attack_runs_on_colour_images_of_any_size),
+    L2CT(test_given_pairing_is_the_warmup_targets),
     { NULL, NULL }
 };
