@@ -4847,8 +4847,12 @@ static void l2c__warmup_targets(const l2c_attack *a, int *w)
 {
     int K = a->train->nclasses, y, c;
     for (y = 0; y < K; y++) {
-        w[y] = a->cfg.targeted ? y : a->cfg.pairing == L2C_PAIR_GIVEN ? a->cfg.label_map[y] : (y + 1) % K;
-        for (c = 0; a->cfg.targeted && c < K; c++)
+        if (!a->cfg.targeted) {
+            w[y] = a->cfg.pairing == L2C_PAIR_GIVEN ? a->cfg.label_map[y] : (y + 1) % K;
+            continue;
+        }
+        w[y] = y;   /* targeted: the class that label_map sends to y (y itself if none) */
+        for (c = 0; c < K; c++)
             if (a->cfg.label_map[c] == y && c != y) { w[y] = c; break; }
     }
 }

@@ -1380,6 +1380,7 @@ static void test_given_pairing_is_the_warmup_targets(void)
     f.cfg.targeted = 1;   /* label-specific: label_map is eta, any map of classes, the pairing unused */
     a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
     CHECK(a == NULL, "targeted: a label map naming class 3 of 3 was accepted");
+    l2c_attack_free(a);
     memcpy(f.cfg.label_map, bad[1], sizeof bad[1]);
     a = l2c_attack_new(&f.cfg, f.g, f.v, &f.d);
     CHECK(a != NULL, "targeted: a label map that is not a derangement was refused: %s", l2c_error());
