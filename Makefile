@@ -46,7 +46,7 @@ $(MNIST)/%: data/%.gz | $(BUILD)
 	gzip -dc $< > $@.tmp && mv $@.tmp $@
 data: $(MNIST_FILES)
 
-$(BUILD)/%: examples/%.c examples/classic_victims.h examples/cli_args.h learn2confuse.h | $(BUILD)
+$(BUILD)/%: examples/%.c examples/*.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 $(BUILD)/%: tools/%.c tools/png.h examples/cli_args.h learn2confuse.h | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)

@@ -2,7 +2,7 @@
    wholly a number ("16x", "abc", "nan"), stops the program with a message naming the option and exit
    status 2, rather than being read as 0 or as its leading digits. Ranges are checked by the caller
    (or by the library, which names the setting). Set cli_program to the program's name first;
-   cli_help answers --help. */
+   cli_help answers --help; cli_choice reads one of a list of words. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -80,4 +80,18 @@ static inline float cli_float(int argc, char **argv, int *i)
     double v = strtod(text, &end);
     if (end == text || *end || !isfinite(v) || fabs(v) > 3.0e38) cli_refuse(option, text, "a finite number");
     return (float)v;
+}
+
+/* The value after argv[*i] as one of the words in names (NULL-terminated): its index. Any other
+   value stops the program with a message listing the words. */
+static inline int cli_choice(int argc, char **argv, int *i, const char *const *names)
+{
+    const char *option = argv[*i], *text = cli_value(argc, argv, i);
+    int k, n;
+    for (n = 0; names[n]; n++)
+        if (!strcmp(text, names[n])) return n;
+    fprintf(stderr, "%s: %s is ", cli_program, option);
+    for (k = 0; k < n; k++) fprintf(stderr, "%s%s", names[k], k + 2 < n ? ", " : k + 1 < n ? " or " : "");
+    fprintf(stderr, ", not \"%s\"\n", text);
+    exit(2);
 }

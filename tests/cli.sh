@@ -43,7 +43,7 @@ expect poison_rejects_unknown_reference 1 "unknown classifier" $P --data "$T/goo
 expect poison_rejects_bad_pairing 2 "pairing" $P --data "$T/good" --out "$T/out" --pairing random
 expect poison_rejects_bad_lr_schedule 2 "lr-schedule" $P --data "$T/good" --out "$T/out" --lr-schedule linear
 expect poison_rejects_bad_objective 2 "objective" $P --data "$T/good" --out "$T/out" --objective cosine
-expect poison_rejects_bad_victim_optimizer 2 "victim-optimizer" $P --data "$T/good" --out "$T/out" --victim-optimizer rmsprop
+expect poison_rejects_bad_victim_optimizer 2 "victim-optimizer is sgd, adam or alternate, not \"rmsprop\"" $P --data "$T/good" --out "$T/out" --victim-optimizer rmsprop
 expect poison_rejects_adam_victim_with_momentum 1 "Adam victim" $P --data "$T/good" --out "$T/out" --victim-optimizer adam --victim-momentum 0.9
 expect poison_rejects_bad_untargeted_loss 2 "untargeted-loss" $P --data "$T/good" --out "$T/out" --untargeted-loss hinge
 expect poison_rejects_complement_when_targeted 1 "untargeted_loss" $P --data "$T/good" --out "$T/out" --untargeted-loss complement --targeted
@@ -137,7 +137,7 @@ expect eval_rejects_unknown_victim 2 "unknown victim resnet" $E --train "$T/good
 expect eval_rejects_eps 2 "eps" $E --train "$T/good" --eps 2
 expect eval_rejects_label_shift 2 "label-shift" $E --train "$T/good" --label-shift 10
 expect eval_trains_with_a_given_recipe 0 "softmax    Adam lr 0.002, batch 16" $E --train "$T/good" --optimizer adam --lr 0.002 --batch 16
-expect eval_rejects_unknown_optimizer 2 "sgd or adam" $E --train "$T/good" --optimizer rmsprop
+expect eval_rejects_unknown_optimizer 2 "optimizer is sgd or adam, not \"rmsprop\"" $E --train "$T/good" --optimizer rmsprop
 expect eval_rejects_lr_without_optimizer 2 "only with --optimizer" $E --train "$T/good" --lr 0.1
 expect eval_rejects_batch_of_one 2 "batch in" $E --train "$T/good" --batch 1
 expect eval_rejects_batch_not_a_number 2 "batch needs a whole number, not \"16x\"" $E --train "$T/good" --batch 16x
