@@ -94,4 +94,5 @@ static inline int cli_choice(int argc, char **argv, int *i, const char *const *n
     for (k = 0; k < n; k++) fprintf(stderr, "%s%s", names[k], k + 2 < n ? ", " : k + 1 < n ? " or " : "");
     fprintf(stderr, ", not \"%s\"\n", text);
     exit(2);
+    return -1;   /* not reached; said for compilers that do not know exit() */
 }
