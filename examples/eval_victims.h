@@ -87,6 +87,8 @@ static int train_epoch(l2c_model *m, l2c_tape *t, const recipe *rec, l2c_sgd *sg
     return 0;
 }
 
+/* A victim's figures on the clean test set, as shares in [0, 1]: accuracy after the last epoch and
+   at the best epoch, the share predicted as y+K, and accuracy on the noise alone (-1: not measured). */
 typedef struct result { double final_acc, peak_acc, shifted, noise_acc; } result;
 
 /* A victim that is not a network: fit once, predict the test set (and the noise); final = peak. */
