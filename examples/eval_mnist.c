@@ -69,6 +69,7 @@ static float *noise_only(const char *gen_path, const l2c_dataset *test, const fl
     return noise;
 }
 
+/* A share as a percentage with two decimals, or "-" for a figure not measured (negative). */
 static void pct(char *buf, double v) { if (v < 0) strcpy(buf, "-"); else sprintf(buf, "%.2f", 100 * v); }
 
 /* One victim's line of the report: a JSON object, or a row of the table. rb: on the --baseline

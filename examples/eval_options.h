@@ -48,6 +48,8 @@ typedef struct eval_options {
     float eps;
 } eval_options;
 
+/* Whether name is one of the entries of a comma-separated list (whole entries only: "cnn" is not
+   listed by "cnn-small"). */
 static int listed(const char *list, const char *name)
 {
     size_t len = strlen(name);
