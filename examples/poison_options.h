@@ -156,6 +156,7 @@ static int read_attack_knob(int argc, char **argv, int *i, l2c_attack_config *cf
    settings, naming each, when the attack is set up). */
 static void read_poison_options(int argc, char **argv, poison_options *o)
 {
+    static const char *const generators[] = { "autoencoder", "mnist", NULL };
     int given_pairing[10] = { 0 }, i;
     memset(o, 0, sizeof *o);
     if (wants_label_specific(argc, argv)) l2c_attack_targeted_defaults(&o->cfg, 10);
@@ -172,7 +173,7 @@ static void read_poison_options(int argc, char **argv, poison_options *o)
         else if (!strcmp(a, "--out")) o->out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--checkpoint")) o->checkpoint = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--fraction")) o->fraction = cli_float(argc, argv, &i);
-        else if (!strcmp(a, "--generator")) o->generator = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--generator")) o->generator = generators[cli_choice(argc, argv, &i, generators)];
         else if (!strcmp(a, "--gen-width")) o->gen_width = cli_int(argc, argv, &i);
         else if (!strcmp(a, "--threads")) o->threads = cli_int(argc, argv, &i);
         else if (!strcmp(a, "--victim-width")) o->victim_width = cli_int(argc, argv, &i);
@@ -193,6 +194,5 @@ static void read_poison_options(int argc, char **argv, poison_options *o)
     }
     if (!(o->cfg.eps > 0.0f && o->cfg.eps <= 1.0f)) { fprintf(stderr, "poison_mnist: --eps must be in (0, 1]\n"); exit(2); }
     if (!(o->fraction >= 0.0f && o->fraction <= 1.0f)) { fprintf(stderr, "poison_mnist: --fraction must be in [0, 1]\n"); exit(2); }
-    if (strcmp(o->generator, "mnist") && strcmp(o->generator, "autoencoder")) { fprintf(stderr, "poison_mnist: --generator is mnist or autoencoder\n"); exit(2); }
     if (o->threads < 0) { fprintf(stderr, "poison_mnist: --threads must be >= 1 (or 0: all cores)\n"); exit(2); }
 }

@@ -42,6 +42,7 @@ expect poison_rejects_negative_warmup 1 "warmup_steps" $P --data "$T/good" --out
 expect poison_rejects_unknown_reference 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --references mlp,resnet
 expect poison_rejects_bad_pairing 2 "pairing" $P --data "$T/good" --out "$T/out" --pairing random
 expect poison_rejects_bad_lr_schedule 2 "lr-schedule" $P --data "$T/good" --out "$T/out" --lr-schedule linear
+expect poison_rejects_unknown_generator 2 "generator is autoencoder or mnist, not \"unet\"" $P --data "$T/good" --out "$T/out" --generator unet
 expect poison_rejects_bad_objective 2 "objective" $P --data "$T/good" --out "$T/out" --objective cosine
 expect poison_rejects_bad_victim_optimizer 2 "victim-optimizer is sgd, adam or alternate, not \"rmsprop\"" $P --data "$T/good" --out "$T/out" --victim-optimizer rmsprop
 expect poison_rejects_adam_victim_with_momentum 1 "Adam victim" $P --data "$T/good" --out "$T/out" --victim-optimizer adam --victim-momentum 0.9
