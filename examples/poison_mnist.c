@@ -135,12 +135,13 @@ int main(int argc, char **argv)
     print_targets(attack);
 
     if (l2c_poison_dataset(l2c_attack_generator(attack), &train, cfg->eps, o.fraction, &poisoned)) return fail("poisoning");
+    if (l2c_poison_boost_class_mean(&train, &poisoned, cfg->eps, o.boost)) return fail("boosting the release");
     snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", o.out);
     snprintf(path2, sizeof path2, "%s/train-labels-idx1-ubyte", o.out);
     if (l2c_dataset_save(&poisoned, path, path2)) return fail("writing the poisoned set");
     snprintf(path, sizeof path, "%s/generator.l2c", o.out);
     if (l2c_model_save(l2c_attack_generator(attack), path)) return fail("writing the generator");
-    printf("wrote %s/train-{images-idx3,labels-idx1}-ubyte (%.0f%% poisoned) and %s\n", o.out, 100.0 * o.fraction, path);
+    printf("wrote %s/train-{images-idx3,labels-idx1}-ubyte (%.0f%% poisoned, boost %g) and %s\n", o.out, 100.0 * o.fraction, o.boost, path);
 
     l2c_dataset_free(&poisoned); l2c_dataset_free(&train);
     l2c_attack_free(attack); l2c_model_free(gen); l2c_model_free(victim);

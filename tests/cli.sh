@@ -38,6 +38,8 @@ expect poison_rejects_default_batch_above_the_set 1 "batch 256 must be in \[2, 1
     $B/poison_mnist --trials 1 --steps 2 --warmup 5 --checkpoint $T/ckpt --data "$T/good" --out "$T/out"
 expect poison_rejects_eps_zero 2 "eps" $P --data "$T/good" --out "$T/out" --eps 0
 expect poison_rejects_eps_above_one 2 "eps" $P --data "$T/good" --out "$T/out" --eps 1.5
+expect poison_rejects_boost_below_minus_one 2 "boost must be in \[-1, 100\]" $P --data "$T/good" --out "$T/out" --boost -1.5
+expect poison_rejects_nan_boost 2 "boost" $P --data "$T/good" --out "$T/out" --boost nan
 expect poison_rejects_negative_warmup 1 "warmup_steps" $P --data "$T/good" --out "$T/out" --warmup -1
 expect poison_rejects_unknown_reference 1 "unknown classifier" $P --data "$T/good" --out "$T/out" --references mlp,resnet
 expect poison_rejects_bad_pairing 2 "pairing" $P --data "$T/good" --out "$T/out" --pairing random

@@ -325,6 +325,86 @@ static void test_poison_stays_within_eps(void)
     l2c_model_free(g); l2c_dataset_free(&d);
 }
 
+/* l2c_poison_boost_class_mean adds boost times each class's mean perturbation (over the changed
+   images of the class) to those images, clamped to the eps budget and [0, 255]; an image identical
+   to its clean original stays so. Four 1x1x2 images, eps 0.1 (a budget of 25 grey levels). */
+static void test_boost_adds_the_class_mean_within_eps(void)
+{
+    uint8_t clean_img[8] = { 100, 100, 100, 100, 100, 100, 250, 100 }, labels[4] = { 0, 0, 1, 1 };
+    uint8_t pois_img[8] = { 110, 96, 120, 94, 100, 100, 252, 124 }, labels2[4] = { 0, 0, 1, 1 };
+    /* class 0 perturbations (+10, -4), (+20, -6): mean (+15, -5); class 1: image 2 unchanged,
+       image 3 (+2, +24), mean over the changed ones (+2, +24) */
+    const uint8_t want[8] = { 125, 91, 125, 89, 100, 100, 254, 125 };
+    l2c_dataset clean = { 4, 1, 1, 2, 2, NULL, NULL }, pois = { 4, 1, 1, 2, 2, NULL, NULL };
+    int i;
+    clean.images = clean_img; clean.labels = labels;
+    pois.images = pois_img; pois.labels = labels2;
+    REQUIRE(l2c_poison_boost_class_mean(&clean, &pois, 0.1f, 0.0f) == 0, "boost 0 failed: %s", l2c_error());
+    CHECK(pois_img[0] == 110 && pois_img[7] == 124, "boost 0 changed the release");
+    REQUIRE(l2c_poison_boost_class_mean(&clean, &pois, 0.1f, 1.0f) == 0, "boost failed: %s", l2c_error());
+    for (i = 0; i < 8; i++) CHECK(pois_img[i] == want[i], "pixel %d: %d, want %d", i, pois_img[i], want[i]);
+    CHECK(memcmp(labels2, labels, 4) == 0, "labels changed");
+    /* boost -1 removes the class mean: class 0 (125, 91), (125, 89) has mean (+25, -10) */
+    REQUIRE(l2c_poison_boost_class_mean(&clean, &pois, 0.1f, -1.0f) == 0, "boost -1 failed: %s", l2c_error());
+    CHECK(pois_img[0] == 100 && pois_img[1] == 101 && pois_img[2] == 100 && pois_img[3] == 99,
+          "class 0 after removing its mean: %d %d %d %d, want 100 101 100 99", pois_img[0], pois_img[1], pois_img[2], pois_img[3]);
+    CHECK(pois_img[4] == 100 && pois_img[5] == 100, "the unchanged image moved");
+}
+
+/* A large boost on a real release: every pixel stays within the budget, and the release moves. */
+static void test_boost_keeps_a_release_within_eps(void)
+{
+    l2c_dataset d, p;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    uint8_t before[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator();
+    int i, moved = 0, budget = (int)(0.1f * 255.0f);
+    REQUIRE(g, "setup failed");
+    ta_dataset(&d, x);
+    REQUIRE(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p) == 0, "poison failed: %s", l2c_error());
+    memcpy(before, p.images, sizeof before);
+    REQUIRE(l2c_poison_boost_class_mean(&d, &p, 0.1f, 5.0f) == 0, "boost failed: %s", l2c_error());
+    for (i = 0; i < TA_N * TA_SIDE * TA_SIDE; i++) {
+        int delta = abs((int)p.images[i] - (int)d.images[i]);
+        CHECK(delta <= budget, "pixel %d moved by %d grey levels, budget %d", i, delta, budget);
+        moved += p.images[i] != before[i];
+    }
+    CHECK(moved > 0, "boost 5 left the release as it was");
+    l2c_dataset_free(&p); l2c_model_free(g); l2c_dataset_free(&d);
+}
+
+/* Bad input to the boost: a clear error, and the poisoned set left as it was. */
+static void test_boost_rejects_bad_input(void)
+{
+    l2c_dataset d, p;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    uint8_t before[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator();
+    REQUIRE(g, "setup failed");
+    ta_dataset(&d, x);
+    REQUIRE(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p) == 0, "poison failed: %s", l2c_error());
+    memcpy(before, p.images, sizeof before);
+    CHECK_FAILS(l2c_poison_boost_class_mean(NULL, &p, 0.1f, 1.0f));
+    CHECK_FAILS(l2c_poison_boost_class_mean(&d, NULL, 0.1f, 1.0f));
+    CHECK_FAILS(l2c_poison_boost_class_mean(&d, &p, 0.0f, 1.0f));
+    CHECK_FAILS(l2c_poison_boost_class_mean(&d, &p, 1.5f, 1.0f));
+    CHECK_FAILS(l2c_poison_boost_class_mean(&d, &p, (float)NAN, 1.0f));
+    CHECK_FAILS(l2c_poison_boost_class_mean(&d, &p, 0.1f, -1.5f));
+    CHECK_FAILS(l2c_poison_boost_class_mean(&d, &p, 0.1f, (float)NAN));
+    CHECK_FAILS(l2c_poison_boost_class_mean(&d, &p, 0.1f, (float)INFINITY));
+    CHECK(strstr(l2c_error(), "boost") != NULL, "message: %s", l2c_error());
+    p.n--;   /* another count */
+    CHECK_FAILS(l2c_poison_boost_class_mean(&d, &p, 0.1f, 1.0f));
+    CHECK(strstr(l2c_error(), "shape") != NULL, "message: %s", l2c_error());
+    p.n++;
+    p.labels[0] = (uint8_t)((p.labels[0] + 1) % 3);   /* another order of the images */
+    CHECK_FAILS(l2c_poison_boost_class_mean(&d, &p, 0.1f, 1.0f));
+    CHECK(strstr(l2c_error(), "labels") != NULL, "message: %s", l2c_error());
+    p.labels[0] = d.labels[0];
+    CHECK(memcmp(before, p.images, sizeof before) == 0, "a refused boost changed the release");
+    l2c_dataset_free(&p); l2c_model_free(g); l2c_dataset_free(&d);
+}
+
 /* l2c_generator_noise is the release before the clamp and the quantisation: where x + noise stays
    in [0, 1] the released pixel is its rounding, elsewhere the release sits at the bound. */
 static void test_generator_noise_is_the_release_before_the_clamp(void)
@@ -1523,6 +1603,9 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_alignment_gradient_matches_cosine),
     L2CT(test_alignment_gradient_matches_cosine_targeted),
     L2CT(test_poison_stays_within_eps),
+    L2CT(test_boost_adds_the_class_mean_within_eps),
+    L2CT(test_boost_keeps_a_release_within_eps),
+    L2CT(test_boost_rejects_bad_input),
     L2CT(test_generator_noise_is_the_release_before_the_clamp),
     L2CT(test_generator_noise_refuses_bad_input),
     L2CT(test_attack_refuses_bad_settings),
