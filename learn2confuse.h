@@ -36,9 +36,10 @@
 
    REVISION HISTORY
        0.18.0 l2c_poison_boost_class_mean: adds boost times each class's mean perturbation to the
-              released images of the class, within eps; victims learn that class-shared part
-              (README: study of 2026-12-06, the release's class mean). The attack itself and
-              l2c_poison_dataset are unchanged: their results are 0.17.0's bit for bit
+              released images of the class, within eps; with boost -1 (the shared part removed)
+              the poison is gone, so victims learn that part (README: study of 2026-12-06,
+              later). Not a default (boost 1 lost on two seeds of three); the attack and
+              l2c_poison_dataset are unchanged: results are 0.17.0's bit for bit
        0.17.0 attack pairing L2C_PAIR_GIVEN: the non-targeted warm-up targets w(y) = label_map[y],
               a derangement the caller chose (checked), with tests; the defaults are unchanged
               (README: study of 2026-12-05, late). Bad input refused rather than misread:
@@ -706,10 +707,10 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
    original; each of those gets boost * m_c added, rounded, and is clamped to [0, 255] and to the
    integer budget floor(eps * 255) around its clean image, so |poisoned - clean| <= eps still holds.
    Images identical to their clean originals (the unpoisoned part when fraction < 1) stay so. The
-   victims learn the class-shared part (a release with it removed leaves them at 85-88 % clean
-   accuracy) and boost 1 fools them further in the non-targeted mode, not in the label-specific
-   one (README: study of 2026-12-06, the release's class mean); boost 0 changes nothing, and -1
-   removes the class-shared part (an analysis). `poisoned` must hold clean's images, shape and labels
+   victims learn the class-shared part: boost -1 removes it and leaves them at 85-88 % clean
+   accuracy (an analysis); boost 1 fooled them further on one poison seed of three and less on the
+   other two, and scatters the label-specific mode's answers (README: study of 2026-12-06, later);
+   boost 0 changes nothing. `poisoned` must hold clean's images, shape and labels
    in the same order (l2c_poison_dataset's output); boost must be finite and >= -1. */
 L2C_API int l2c_poison_boost_class_mean(const l2c_dataset *clean, l2c_dataset *poisoned, float eps, float boost);
 /* The generator's perturbation alone, before the clamp and the quantisation: noise = eps * g(x)
