@@ -702,7 +702,7 @@ L2C_API int l2c_attack_load_under_new_settings(l2c_attack *a, const char *path);
    [0, 1] poisons only the first fraction*n samples. */
 L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *clean, float eps,
                                float fraction, l2c_dataset *out);
-/* Strengthens the part of a released poison that all images of a class share: for each class c,
+/* Scales the part of a released poison that all images of a class share: for each class c,
    m_c is the mean of (poisoned - clean) over the images of class c that differ from their clean
    original; each of those gets boost * m_c added, rounded, and is clamped to [0, 255] and to the
    integer budget floor(eps * 255) around its clean image, so |poisoned - clean| <= eps still holds.
@@ -5591,14 +5591,22 @@ L2C_API int l2c_attack_load_under_new_settings(l2c_attack *a, const char *path)
     return l2c__attack_load(a, path, 0);
 }
 
-/* Quantises one poisoned pixel, keeping it within the integer budget of the clean one so that the
+/* eps in grey levels, rounded down: the integer budget of a released pixel around its clean one. */
+static int l2c__grey_budget(float eps) { return (int)floorf(eps * 255.0f + 1e-4f); }
+
+/* A released grey level q kept within the budget of the clean one and in [0, 255], so that the
    released image never leaves the eps ball, rounding included. */
-static uint8_t l2c__quantise(float v, uint8_t clean, int budget)
+static uint8_t l2c__within_budget(int q, uint8_t clean, int budget)
 {
-    int q = (int)floorf(v * 255.0f + 0.5f);
     if (q < clean - budget) q = clean - budget;
     if (q > clean + budget) q = clean + budget;
     return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
+/* Quantises one poisoned pixel v in [0, 1] (l2c__within_budget). */
+static uint8_t l2c__quantise(float v, uint8_t clean, int budget)
+{
+    return l2c__within_budget((int)floorf(v * 255.0f + 0.5f), clean, budget);
 }
 
 L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *clean, float eps,
@@ -5631,7 +5639,7 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
         memcpy(out->labels, clean->labels, (size_t)clean->n);
     }
     npoison = (int)floor((double)fraction * clean->n + 1e-9);
-    budget = (int)floorf(eps * 255.0f + 1e-4f);
+    budget = l2c__grey_budget(eps);
     for (i = 0; !rc && i < npoison; i += chunk) {
         int n = npoison - i < chunk ? npoison - i : chunk, j;
         size_t k;
@@ -5697,19 +5705,14 @@ L2C_API int l2c_poison_boost_class_mean(const l2c_dataset *clean, l2c_dataset *p
         return l2c__fail(L2C_ENOMEM, "%s: out of memory", caller);
     }
     l2c__class_perturbation_sums(clean, poisoned, per, sum, count, changed);
-    budget = (int)floorf(eps * 255.0f + 1e-4f);
+    budget = l2c__grey_budget(eps);
     for (i = 0; i < clean->n; i++) {
         const double *s = sum + (size_t)clean->labels[i] * per;
         const double scale = boost / (count[clean->labels[i]] ? count[clean->labels[i]] : 1);
         const uint8_t *x = clean->images + (size_t)i * per;
         uint8_t *p = poisoned->images + (size_t)i * per;
         if (!changed[i]) continue;
-        for (k = 0; k < per; k++) {
-            int q = (int)floor((double)p[k] + scale * s[k] + 0.5);
-            if (q < x[k] - budget) q = x[k] - budget;
-            if (q > x[k] + budget) q = x[k] + budget;
-            p[k] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
-        }
+        for (k = 0; k < per; k++) p[k] = l2c__within_budget((int)floor((double)p[k] + scale * s[k] + 0.5), x[k], budget);
     }
     L2C_FREE(sum); L2C_FREE(count); L2C_FREE(changed);
     return L2C_OK;
