@@ -5669,52 +5669,54 @@ static int l2c__check_release(const l2c_dataset *clean, const l2c_dataset *poiso
     return L2C_OK;
 }
 
-/* sum[c * per + k] = total perturbation of pixel k over the changed images of class c, count[c]
-   their number; changed[i] whether image i differs from its clean original. */
-static void l2c__class_perturbation_sums(const l2c_dataset *clean, const l2c_dataset *poisoned, size_t per,
-                                         double *sum, int *count, uint8_t *changed)
+/* mean[c * per + k] = mean perturbation of pixel k over the changed images of class c (0 for a
+   class with none; count is per-class scratch); changed[i] whether image i differs from its clean
+   original. */
+static void l2c__class_perturbation_means(const l2c_dataset *clean, const l2c_dataset *poisoned, size_t per,
+                                          double *mean, int *count, uint8_t *changed)
 {
-    int i;
+    int i, c;
     size_t k;
     for (i = 0; i < clean->n; i++) {
         const uint8_t *x = clean->images + (size_t)i * per, *p = poisoned->images + (size_t)i * per;
-        double *s = sum + (size_t)clean->labels[i] * per;
+        double *m = mean + (size_t)clean->labels[i] * per;
         changed[i] = memcmp(x, p, per) != 0;
         if (!changed[i]) continue;
         count[clean->labels[i]]++;
-        for (k = 0; k < per; k++) s[k] += (double)p[k] - (double)x[k];
+        for (k = 0; k < per; k++) m[k] += (double)p[k] - (double)x[k];
     }
+    for (c = 0; c < clean->nclasses; c++)
+        for (k = 0; count[c] && k < per; k++) mean[(size_t)c * per + k] /= count[c];
 }
 
 L2C_API int l2c_poison_boost_class_mean(const l2c_dataset *clean, l2c_dataset *poisoned, float eps, float boost)
 {
     const char *caller = "l2c_poison_boost_class_mean";
     size_t per, k;
-    double *sum;
+    double *mean;
     int *count, i, budget;
     uint8_t *changed;
     if (l2c__check_release(clean, poisoned, caller)) return L2C_EINVAL;
     if (!(eps > 0.0f && eps <= 1.0f)) return l2c__fail(L2C_EINVAL, "%s: eps %g is outside (0, 1]", caller, eps);
     if (!(boost >= -1.0f) || !isfinite(boost)) return l2c__fail(L2C_EINVAL, "%s: boost %g is not a finite number >= -1", caller, boost);
     per = (size_t)clean->c * clean->h * clean->w;
-    sum = (double *)l2c__calloc((size_t)clean->nclasses * per * sizeof(double));
+    mean = (double *)l2c__calloc((size_t)clean->nclasses * per * sizeof(double));
     count = (int *)l2c__calloc((size_t)clean->nclasses * sizeof(int));
     changed = (uint8_t *)l2c__calloc((size_t)clean->n);
-    if (!sum || !count || !changed) {
-        L2C_FREE(sum); L2C_FREE(count); L2C_FREE(changed);
+    if (!mean || !count || !changed) {
+        L2C_FREE(mean); L2C_FREE(count); L2C_FREE(changed);
         return l2c__fail(L2C_ENOMEM, "%s: out of memory", caller);
     }
-    l2c__class_perturbation_sums(clean, poisoned, per, sum, count, changed);
+    l2c__class_perturbation_means(clean, poisoned, per, mean, count, changed);
     budget = l2c__grey_budget(eps);
     for (i = 0; i < clean->n; i++) {
-        const double *s = sum + (size_t)clean->labels[i] * per;
-        const double scale = boost / (count[clean->labels[i]] ? count[clean->labels[i]] : 1);
+        const double *m = mean + (size_t)clean->labels[i] * per;
         const uint8_t *x = clean->images + (size_t)i * per;
         uint8_t *p = poisoned->images + (size_t)i * per;
         if (!changed[i]) continue;
-        for (k = 0; k < per; k++) p[k] = l2c__within_budget((int)floor((double)p[k] + scale * s[k] + 0.5), x[k], budget);
+        for (k = 0; k < per; k++) p[k] = l2c__within_budget((int)floor((double)p[k] + boost * m[k] + 0.5), x[k], budget);
     }
-    L2C_FREE(sum); L2C_FREE(count); L2C_FREE(changed);
+    L2C_FREE(mean); L2C_FREE(count); L2C_FREE(changed);
     return L2C_OK;
 }
 
