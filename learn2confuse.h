@@ -1,4 +1,4 @@
-/* learn2confuse.h - v0.18.0 - training-time adversarial data (DeepConfuse) in one C99 header.
+/* learn2confuse.h - v0.19.0 - training-time adversarial data (DeepConfuse) in one C99 header.
 
    A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
    added to each training image, makes classifiers trained on the perturbed set fail on clean data
@@ -35,6 +35,9 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.19.0 l2c_defend_class_mean: a defence that subtracts each class's shared perturbation,
+              estimated against a small clean labelled sample (eval_mnist --defence class-mean);
+              the attack and the release are unchanged: results are 0.18.0's bit for bit
        0.18.0 l2c_poison_boost_class_mean: adds boost times each class's mean perturbation to the
               released images of the class, within eps; with boost -1 (the shared part removed)
               the poison is gone, so victims learn that part (README: study of 2026-12-06,
@@ -119,7 +122,7 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 18
+#define L2C_VERSION_MINOR 19
 #define L2C_VERSION_PATCH 0
 #define L2C_VERSION "0.18.0"
 
@@ -713,6 +716,15 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
    boost 0 changes nothing. `poisoned` must hold clean's images, shape and labels
    in the same order (l2c_poison_dataset's output); boost must be finite and >= -1. */
 L2C_API int l2c_poison_boost_class_mean(const l2c_dataset *clean, l2c_dataset *poisoned, float eps, float boost);
+/* A defence against poisons whose images of a class share a perturbation (this library's own, in
+   both modes: README, "Broken by a simple defence"): estimates each class's shared perturbation as
+   s_c = mean(train images of class c) - mean(the first per_class images of class c in
+   clean_sample), a small trusted labelled sample, and subtracts s_c from every training image of
+   class c (rounded, clamped to [0, 255]), in place. On a clean training set it costs little (s_c is
+   then the sample's estimation error only). clean_sample must have train's image shape and number
+   of classes, and hold at least one image of every class that train holds; per_class >= 1 (fewer
+   images of a class are used when the sample has fewer). On bad input train is left as it was. */
+L2C_API int l2c_defend_class_mean(l2c_dataset *train, const l2c_dataset *clean_sample, int per_class);
 /* The generator's perturbation alone, before the clamp and the quantisation: noise = eps * g(x)
    for n images x (n * c * h * w floats, the generator's input shape), g in eval mode; noise has room
    for as many floats. What the paper feeds a poisoned victim for its "noise only" accuracy
@@ -5718,6 +5730,71 @@ L2C_API int l2c_poison_boost_class_mean(const l2c_dataset *clean, l2c_dataset *p
     }
     L2C_FREE(mean); L2C_FREE(count); L2C_FREE(changed);
     return L2C_OK;
+}
+
+/* sum[c * per + k] += pixel k of each image of class c (at most limit per class, the first ones);
+   count[c] counts them. */
+static void l2c__class_pixel_sums(const l2c_dataset *d, size_t per, int limit, double *sum, int *count)
+{
+    int i;
+    size_t k;
+    for (i = 0; i < d->n; i++) {
+        const uint8_t *x = d->images + (size_t)i * per;
+        double *s = sum + (size_t)d->labels[i] * per;
+        if (count[d->labels[i]] >= limit) continue;
+        count[d->labels[i]]++;
+        for (k = 0; k < per; k++) s[k] += x[k];
+    }
+}
+
+static int l2c__check_defence(const l2c_dataset *train, const l2c_dataset *sample, int per_class, const char *caller)
+{
+    if (l2c__check_dataset(train, caller) || l2c__check_dataset(sample, caller)) return L2C_EINVAL;
+    if (train == sample || train->images == sample->images)
+        return l2c__fail(L2C_EINVAL, "%s: the clean sample must be another data set than the one defended", caller);
+    if (train->c != sample->c || train->h != sample->h || train->w != sample->w || train->nclasses != sample->nclasses)
+        return l2c__fail(L2C_EINVAL, "%s: the clean sample (%dx%dx%d, %d classes) is not the training set's shape (%dx%dx%d, %d classes)", caller,
+                         sample->c, sample->h, sample->w, sample->nclasses, train->c, train->h, train->w, train->nclasses);
+    if (per_class < 1) return l2c__fail(L2C_EINVAL, "%s: per_class %d; need at least 1 clean image per class", caller, per_class);
+    return L2C_OK;
+}
+
+L2C_API int l2c_defend_class_mean(l2c_dataset *train, const l2c_dataset *clean_sample, int per_class)
+{
+    const char *caller = "l2c_defend_class_mean";
+    size_t per, k, classes_x_per;
+    double *train_sum, *sample_sum;
+    int *train_count, *sample_count, i, c, rc = L2C_OK;
+    if (!train || !clean_sample) return l2c__fail(L2C_EINVAL, "%s: NULL argument", caller);
+    if (l2c__check_defence(train, clean_sample, per_class, caller)) return L2C_EINVAL;
+    per = (size_t)train->c * train->h * train->w;
+    classes_x_per = (size_t)train->nclasses * per;
+    train_sum = (double *)l2c__calloc(2 * classes_x_per * sizeof(double));
+    train_count = (int *)l2c__calloc(2 * (size_t)train->nclasses * sizeof(int));
+    if (!train_sum || !train_count) {
+        L2C_FREE(train_sum); L2C_FREE(train_count);
+        return l2c__fail(L2C_ENOMEM, "%s: out of memory", caller);
+    }
+    sample_sum = train_sum + classes_x_per;
+    sample_count = train_count + train->nclasses;
+    l2c__class_pixel_sums(train, per, train->n, train_sum, train_count);
+    l2c__class_pixel_sums(clean_sample, per, per_class, sample_sum, sample_count);
+    for (c = 0; c < train->nclasses && !rc; c++)
+        if (train_count[c] && !sample_count[c])
+            rc = l2c__fail(L2C_EINVAL, "%s: the clean sample has no image of class %d, which the training set holds", caller, c);
+    for (c = 0; c < train->nclasses && !rc; c++)   /* train_sum becomes s_c */
+        for (k = 0; train_count[c] && k < per; k++)
+            train_sum[(size_t)c * per + k] = train_sum[(size_t)c * per + k] / train_count[c] - sample_sum[(size_t)c * per + k] / sample_count[c];
+    for (i = 0; i < train->n && !rc; i++) {
+        const double *shared = train_sum + (size_t)train->labels[i] * per;
+        uint8_t *x = train->images + (size_t)i * per;
+        for (k = 0; k < per; k++) {
+            double v = floor((double)x[k] - shared[k] + 0.5);
+            x[k] = (uint8_t)(v < 0.0 ? 0 : v > 255.0 ? 255 : (int)v);
+        }
+    }
+    L2C_FREE(train_sum); L2C_FREE(train_count);
+    return rc;
 }
 
 L2C_API int l2c_generator_noise(const l2c_model *generator, const float *x, int n, float eps, float *noise)

@@ -51,6 +51,20 @@ static int load_set(l2c_dataset *ds, const char *dir, const char *prefix)
     return 0;
 }
 
+/* --defence class-mean: each class's shared perturbation, estimated against the first per_class
+   images per class of the clean sample, is subtracted from the training set (and the baseline). */
+static int defend(const eval_options *o, l2c_dataset *train, l2c_dataset *base)
+{
+    l2c_dataset sample;
+    int rc;
+    if (load_set(&sample, o->clean_sample, "train")) return -1;
+    rc = l2c_defend_class_mean(train, &sample, o->per_class);
+    if (!rc && base) rc = l2c_defend_class_mean(base, &sample, o->per_class);
+    if (rc) fprintf(stderr, "eval_mnist: %s\n", l2c_error());
+    l2c_dataset_free(&sample);
+    return rc;
+}
+
 /* The noise alone on the clean test images: the paper's eps*g(x) (released 0), or what survives in
    the release, the quantised poison minus the clean image (released 1). */
 static float *noise_only(const char *gen_path, const l2c_dataset *test, const float *xtest, float eps, int released)
@@ -94,10 +108,13 @@ static void print_header(const eval_options *o, const char *override_text)
 {
     char map_col[16];
     if (o->json) {
-        printf("{\"train\": \"%s\", \"epochs\": %d, \"repeats\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"noise_only\": \"%s\", \"victims\": [",
-               o->train_dir, o->epochs, o->repeats, o->label_shift, override_text, !o->generator ? "none" : o->released_noise ? "released" : "generator");
+        printf("{\"train\": \"%s\", \"epochs\": %d, \"repeats\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"noise_only\": \"%s\", "
+               "\"defence\": \"%s\", \"defence_per_class\": %d, \"victims\": [",
+               o->train_dir, o->epochs, o->repeats, o->label_shift, override_text, !o->generator ? "none" : o->released_noise ? "released" : "generator",
+               o->defend ? "class-mean" : "none", o->defend ? o->per_class : 0);
         return;
     }
+    if (o->defend) printf("defence: class means subtracted, estimated with the first %d clean images per class of %s\n", o->per_class, o->clean_sample);
     if (override_text[0]) printf("recipe override: every network victim trains with %s\n", override_text);
     if (o->repeats > 1) printf("each figure the mean of %d victims (seeds %lu..%lu); range: their lowest and highest final%%\n", o->repeats, o->seed, o->seed + (unsigned long)o->repeats - 1);
     snprintf(map_col, sizeof map_col, "y+%d %%", o->label_shift);
@@ -120,6 +137,7 @@ int main(int argc, char **argv)
     read_eval_options(argc, argv, &o);
     if (load_set(&train, o.train_dir, "train") || load_set(&test, o.test_dir, "t10k") ||
         (o.base_dir && load_set(&base, o.base_dir, "train"))) return 1;
+    if (o.defend && defend(&o, &train, o.base_dir ? &base : NULL)) return 1;
     xtest = to_floats(&test);
     pred = (uint8_t *)malloc((size_t)test.n);
     scratch = (uint8_t *)malloc((size_t)test.n);

@@ -405,6 +405,75 @@ static void test_boost_rejects_bad_input(void)
     l2c_dataset_free(&p); l2c_model_free(g); l2c_dataset_free(&d);
 }
 
+/* l2c_defend_class_mean subtracts mean(train of c) - mean(first per_class sample images of c):
+   1x1x1 images; class 0 train {10, 20}, sample {12, 100} with per_class 1 (12 only): 15 - 12 = 3;
+   class 1 train {250, 5}, sample {0}: 127.5, so 250 -> 122.5 -> 123 and 5 -> -122.5 -> 0. */
+static void test_defence_subtracts_the_estimated_class_mean(void)
+{
+    uint8_t train_img[4] = { 10, 20, 250, 5 }, train_lab[4] = { 0, 0, 1, 1 };
+    uint8_t sample_img[3] = { 12, 0, 100 }, sample_lab[3] = { 0, 1, 0 };
+    const uint8_t want[4] = { 7, 17, 123, 0 };
+    l2c_dataset train = { 4, 1, 1, 1, 2, NULL, NULL }, sample = { 3, 1, 1, 1, 2, NULL, NULL };
+    int i;
+    train.images = train_img; train.labels = train_lab;
+    sample.images = sample_img; sample.labels = sample_lab;
+    REQUIRE(l2c_defend_class_mean(&train, &sample, 1) == 0, "defence failed: %s", l2c_error());
+    for (i = 0; i < 4; i++) CHECK(train_img[i] == want[i], "pixel %d: %d, want %d", i, train_img[i], want[i]);
+    CHECK(sample_img[2] == 100 && train_lab[2] == 1, "the sample or the labels changed");
+}
+
+/* A perturbation that every image of a class shares is undone exactly when the clean sample is
+   the clean set itself; and a clean set defended with itself is left as it was. */
+static void test_defence_undoes_a_class_shared_perturbation(void)
+{
+    l2c_dataset d, p, copy;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    const int per = TA_SIDE * TA_SIDE;
+    int i, k;
+    ta_dataset(&d, x);   /* pixels in [77, 178]: a shift of up to 20 is never clamped */
+    ta_dataset(&p, x);
+    ta_dataset(&copy, x);
+    for (i = 0; i < TA_N; i++)
+        for (k = 0; k < per; k++) p.images[i * per + k] = (uint8_t)(p.images[i * per + k] + (p.labels[i] * 7 + k * 5) % 41 - 20);
+    REQUIRE(l2c_defend_class_mean(&p, &d, TA_N) == 0, "defence failed: %s", l2c_error());
+    CHECK(memcmp(p.images, d.images, TA_N * per) == 0, "the class-shared perturbation was not removed");
+    REQUIRE(l2c_defend_class_mean(&copy, &d, TA_N) == 0, "defence failed: %s", l2c_error());
+    CHECK(memcmp(copy.images, d.images, TA_N * per) == 0, "a clean set defended with itself changed");
+    l2c_dataset_free(&d); l2c_dataset_free(&p); l2c_dataset_free(&copy);
+}
+
+/* Bad input to the defence: a clear error, and the training set left as it was. */
+static void test_defence_rejects_bad_input(void)
+{
+    l2c_dataset d, s;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    uint8_t before[TA_N * TA_SIDE * TA_SIDE];
+    int i;
+    ta_dataset(&d, x);
+    ta_dataset(&s, x);
+    memcpy(before, d.images, sizeof before);
+    CHECK_FAILS(l2c_defend_class_mean(NULL, &s, 10));
+    CHECK_FAILS(l2c_defend_class_mean(&d, NULL, 10));
+    CHECK_FAILS(l2c_defend_class_mean(&d, &d, 10));
+    CHECK(strstr(l2c_error(), "another data set") != NULL, "message: %s", l2c_error());
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 0));
+    CHECK(strstr(l2c_error(), "per_class") != NULL, "message: %s", l2c_error());
+    s.w = 2; s.h = 8;   /* as many pixels, another shape */
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10));
+    CHECK(strstr(l2c_error(), "shape") != NULL, "message: %s", l2c_error());
+    s.w = s.h = TA_SIDE; s.nclasses = 4;
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10));
+    CHECK(strstr(l2c_error(), "classes") != NULL, "message: %s", l2c_error());
+    s.nclasses = 3;
+    for (i = 0; i < TA_N; i++) if (s.labels[i] == 2) s.labels[i] = 1;   /* no image of class 2 */
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10));
+    CHECK(strstr(l2c_error(), "no image of class 2") != NULL, "message: %s", l2c_error());
+    s.labels[0] = 7;   /* a label beyond the classes */
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10));
+    CHECK(memcmp(before, d.images, sizeof before) == 0, "a refused defence changed the training set");
+    l2c_dataset_free(&d); l2c_dataset_free(&s);
+}
+
 /* l2c_generator_noise is the release before the clamp and the quantisation: where x + noise stays
    in [0, 1] the released pixel is its rounding, elsewhere the release sits at the bound. */
 static void test_generator_noise_is_the_release_before_the_clamp(void)
@@ -1606,6 +1675,9 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_boost_adds_the_class_mean_within_eps),
     L2CT(test_boost_keeps_a_release_within_eps),
     L2CT(test_boost_rejects_bad_input),
+    L2CT(test_defence_subtracts_the_estimated_class_mean),
+    L2CT(test_defence_undoes_a_class_shared_perturbation),
+    L2CT(test_defence_rejects_bad_input),
     L2CT(test_generator_noise_is_the_release_before_the_clamp),
     L2CT(test_generator_noise_refuses_bad_input),
     L2CT(test_attack_refuses_bad_settings),
