@@ -124,7 +124,7 @@
 #define L2C_VERSION_MAJOR 0
 #define L2C_VERSION_MINOR 19
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.18.0"
+#define L2C_VERSION "0.19.0"
 
 #include <stddef.h>
 #include <stdint.h>
