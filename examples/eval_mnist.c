@@ -52,14 +52,15 @@ static int load_set(l2c_dataset *ds, const char *dir, const char *prefix)
 }
 
 /* --defence class-mean: each class's shared perturbation, estimated against the first per_class
-   images per class of the clean sample, is subtracted from the training set (and the baseline). */
+   images per class of the clean sample and shrunk by noise_z standard errors, is subtracted from
+   the training set (and the baseline). */
 static int defend(const eval_options *o, l2c_dataset *train, l2c_dataset *base)
 {
     l2c_dataset sample;
     int rc;
     if (load_set(&sample, o->clean_sample, "train")) return -1;
-    rc = l2c_defend_class_mean(train, &sample, o->per_class);
-    if (!rc && base) rc = l2c_defend_class_mean(base, &sample, o->per_class);
+    rc = l2c_defend_class_mean(train, &sample, o->per_class, o->noise_z);
+    if (!rc && base) rc = l2c_defend_class_mean(base, &sample, o->per_class, o->noise_z);
     if (rc) fprintf(stderr, "eval_mnist: %s\n", l2c_error());
     l2c_dataset_free(&sample);
     return rc;
@@ -109,12 +110,14 @@ static void print_header(const eval_options *o, const char *override_text)
     char map_col[16];
     if (o->json) {
         printf("{\"train\": \"%s\", \"epochs\": %d, \"repeats\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"noise_only\": \"%s\", "
-               "\"defence\": \"%s\", \"defence_per_class\": %d, \"victims\": [",
+               "\"defence\": \"%s\", \"defence_per_class\": %d, \"defence_noise_z\": %g, \"victims\": [",
                o->train_dir, o->epochs, o->repeats, o->label_shift, override_text, !o->generator ? "none" : o->released_noise ? "released" : "generator",
-               o->defend ? "class-mean" : "none", o->defend ? o->per_class : 0);
+               o->defend ? "class-mean" : "none", o->defend ? o->per_class : 0, o->defend ? o->noise_z : 0.0);
         return;
     }
-    if (o->defend) printf("defence: class means subtracted, estimated with the first %d clean images per class of %s\n", o->per_class, o->clean_sample);
+    if (o->defend)
+        printf("defence: class means subtracted, estimated with the first %d clean images per class of %s, shrunk by %g standard errors\n",
+               o->per_class, o->clean_sample, o->noise_z);
     if (override_text[0]) printf("recipe override: every network victim trains with %s\n", override_text);
     if (o->repeats > 1) printf("each figure the mean of %d victims (seeds %lu..%lu); range: their lowest and highest final%%\n", o->repeats, o->seed, o->seed + (unsigned long)o->repeats - 1);
     snprintf(map_col, sizeof map_col, "y+%d %%", o->label_shift);

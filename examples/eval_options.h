@@ -10,7 +10,7 @@ static const char *const usage[] = {
     "usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]",
     "                  [--seed S] [--generator FILE --eps E [--noise generator|released]] [--confusion-dir DIR]",
     "                  [--label-shift K] [--json] [--optimizer sgd|adam [--lr LR]] [--batch B] [--augment P]",
-    "                  [--repeats R] [--defence class-mean [--clean-sample DIR] [--per-class N]]",
+    "                  [--repeats R] [--defence class-mean [--clean-sample DIR] [--per-class N] [--noise-z Z]]",
     "",
     "Defaults: --train and --test build/mnist (MNIST's train-* and t10k-* files), --epochs 2, --seed 7,",
     "--eps 0.3 (the generator's, for noise only), --label-shift 1, every victim its own recipe.",
@@ -29,7 +29,8 @@ static const char *const usage[] = {
     "knn does not depend on the seed and is fitted once; the confusion matrices are seed S's.",
     "--defence class-mean trains every victim on the set after l2c_defend_class_mean: each class's",
     "shared perturbation, estimated from the first N (default 100) images per class of the clean",
-    "set DIR/train-* (--clean-sample, default build/mnist), is subtracted (also from --baseline's set).",
+    "set DIR/train-* (--clean-sample, default build/mnist), is subtracted (also from --baseline's set),",
+    "shrunk by Z (default 3) standard errors of the sample's mean: 0 subtracts the raw estimate.",
     "--baseline DIR also trains every victim on the (clean) set in DIR, for a clean -> poisoned table",
     "in the shape of the paper's Table 1.",
     "victims: softmax, mlp, lenet, cnn-small, cnn, cnn-large, cnn3x3, mlp-wide, cnn3x3-aug (cnn3x3 trained",
@@ -48,6 +49,7 @@ typedef struct eval_options {
     const char *generator, *confusion_dir;         /* or NULL */
     const char *clean_sample;                      /* the defence's trusted sample (train-* files) */
     int defend, per_class;                         /* --defence class-mean, and its sample size */
+    float noise_z;                                 /* and its shrinkage (l2c_defend_class_mean) */
     int epochs, repeats, label_shift, json, released_noise;
     unsigned long seed;
     float eps;
@@ -98,7 +100,7 @@ static void read_eval_options(int argc, char **argv, eval_options *o)
     int i, lr_given = 0, augment_given = 0;
     memset(o, 0, sizeof *o);
     o->train_dir = o->test_dir = o->clean_sample = "build/mnist";
-    o->per_class = 100;
+    o->per_class = 100, o->noise_z = 3.0f;
     o->victims = "softmax,mlp,lenet,cnn-small,cnn,cnn-large,cnn3x3,mlp-wide,cnn3x3-aug,knn,forest";
     o->epochs = 2, o->repeats = 1, o->label_shift = 1, o->seed = 7, o->eps = 0.3f;
     for (i = 1; i < argc; i++) {
@@ -117,6 +119,7 @@ static void read_eval_options(int argc, char **argv, eval_options *o)
         else if (!strcmp(a, "--defence")) o->defend = cli_choice(argc, argv, &i, defences);
         else if (!strcmp(a, "--clean-sample")) o->clean_sample = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--per-class")) o->per_class = cli_int(argc, argv, &i);
+        else if (!strcmp(a, "--noise-z")) o->noise_z = cli_float(argc, argv, &i);
         else if (!strcmp(a, "--confusion-dir")) o->confusion_dir = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--label-shift")) o->label_shift = cli_int(argc, argv, &i);
         else if (!strcmp(a, "--optimizer")) chosen.adam = cli_choice(argc, argv, &i, optimizers);
@@ -130,8 +133,8 @@ static void read_eval_options(int argc, char **argv, eval_options *o)
         fprintf(stderr, "eval_mnist: need --epochs >= 1, --repeats in 1..100, --eps in (0, 1] and --label-shift in 1..9\n");
         exit(2);
     }
-    if (o->per_class < 1) {
-        fprintf(stderr, "eval_mnist: need --per-class >= 1 clean images per class, not %d\n", o->per_class);
+    if (o->per_class < 1 || !(o->noise_z >= 0.0f && o->noise_z <= 100.0f)) {
+        fprintf(stderr, "eval_mnist: need --per-class >= 1 clean images per class (not %d) and --noise-z in [0, 100]\n", o->per_class);
         exit(2);
     }
     if (chosen.batch < 2 || chosen.batch > 4096 || (lr_given && (chosen.adam < 0 || !(chosen.lr > 0.0f && chosen.lr <= 10.0f)))) {

@@ -164,9 +164,10 @@ expect eval_feeds_the_released_noise 0 "softmax .*[0-9][.][0-9][0-9] *$" $E --tr
 expect eval_json_names_the_noise 0 '"noise_only": "generator"' $E --train "$T/out" --generator "$T/out/generator.l2c" --json
 expect eval_json_without_generator 0 '"noise_only": "none"' $E --train "$T/good" --json
 expect eval_defends_with_class_means 0 "first 100 clean images per class of $T/good" $E --train "$T/out" --defence class-mean --clean-sample "$T/good"
-expect eval_json_names_the_defence 0 '"defence": "class-mean", "defence_per_class": 5' $E --train "$T/out" --defence class-mean --clean-sample "$T/good" --per-class 5 --json
+expect eval_json_names_the_defence 0 '"defence": "class-mean", "defence_per_class": 5, "defence_noise_z": 0.5' $E --train "$T/out" --defence class-mean --clean-sample "$T/good" --per-class 5 --noise-z 0.5 --json
 expect eval_rejects_unknown_defence 2 "none or class-mean" $E --train "$T/out" --defence median
 expect eval_rejects_zero_per_class 2 "per-class >= 1" $E --train "$T/out" --defence class-mean --per-class 0
+expect eval_rejects_negative_noise_z 2 "noise-z in \[0, 100\]" $E --train "$T/out" --defence class-mean --noise-z -1
 expect eval_rejects_missing_clean_sample 1 "nowhere" $E --train "$T/out" --defence class-mean --clean-sample "$T/nowhere"
 expect eval_rejects_32x32_clean_sample 1 "28x28" $E --train "$T/out" --defence class-mean --clean-sample "$T/big"
 

@@ -417,9 +417,26 @@ static void test_defence_subtracts_the_estimated_class_mean(void)
     int i;
     train.images = train_img; train.labels = train_lab;
     sample.images = sample_img; sample.labels = sample_lab;
-    REQUIRE(l2c_defend_class_mean(&train, &sample, 1) == 0, "defence failed: %s", l2c_error());
+    REQUIRE(l2c_defend_class_mean(&train, &sample, 1, 0.0f) == 0, "defence failed: %s", l2c_error());
     for (i = 0; i < 4; i++) CHECK(train_img[i] == want[i], "pixel %d: %d, want %d", i, train_img[i], want[i]);
     CHECK(sample_img[2] == 100 && train_lab[2] == 1, "the sample or the labels changed");
+}
+
+/* noise_z shrinks the estimate by that many standard errors of the sample mean: class 0 train
+   {50, 50}, sample {10, 30} (mean 20, sd sqrt(200), standard error 10), estimate 30: z 1 subtracts
+   20, z 3 nothing; class 1 has one sample image (no spread): its estimate 5 is subtracted whole. */
+static void test_defence_shrinks_what_sampling_noise_explains(void)
+{
+    uint8_t train_img[3] = { 50, 50, 5 }, train_lab[3] = { 0, 0, 1 };
+    uint8_t sample_img[3] = { 10, 30, 0 }, sample_lab[3] = { 0, 0, 1 };
+    l2c_dataset train = { 3, 1, 1, 1, 2, NULL, NULL }, sample = { 3, 1, 1, 1, 2, NULL, NULL };
+    train.images = train_img; train.labels = train_lab;
+    sample.images = sample_img; sample.labels = sample_lab;
+    REQUIRE(l2c_defend_class_mean(&train, &sample, 5, 3.0f) == 0, "defence failed: %s", l2c_error());
+    CHECK(train_img[0] == 50 && train_img[1] == 50 && train_img[2] == 0, "z 3: %d %d %d, want 50 50 0", train_img[0], train_img[1], train_img[2]);
+    train_img[2] = 5;
+    REQUIRE(l2c_defend_class_mean(&train, &sample, 5, 1.0f) == 0, "defence failed: %s", l2c_error());
+    CHECK(train_img[0] == 30 && train_img[1] == 30 && train_img[2] == 0, "z 1: %d %d %d, want 30 30 0", train_img[0], train_img[1], train_img[2]);
 }
 
 /* A perturbation that every image of a class shares is undone exactly when the clean sample is
@@ -435,9 +452,9 @@ static void test_defence_undoes_a_class_shared_perturbation(void)
     ta_dataset(&copy, x);
     for (i = 0; i < TA_N; i++)
         for (k = 0; k < per; k++) p.images[i * per + k] = (uint8_t)(p.images[i * per + k] + (p.labels[i] * 7 + k * 5) % 41 - 20);
-    REQUIRE(l2c_defend_class_mean(&p, &d, TA_N) == 0, "defence failed: %s", l2c_error());
+    REQUIRE(l2c_defend_class_mean(&p, &d, TA_N, 0.0f) == 0, "defence failed: %s", l2c_error());
     CHECK(memcmp(p.images, d.images, TA_N * per) == 0, "the class-shared perturbation was not removed");
-    REQUIRE(l2c_defend_class_mean(&copy, &d, TA_N) == 0, "defence failed: %s", l2c_error());
+    REQUIRE(l2c_defend_class_mean(&copy, &d, TA_N, 0.0f) == 0, "defence failed: %s", l2c_error());
     CHECK(memcmp(copy.images, d.images, TA_N * per) == 0, "a clean set defended with itself changed");
     l2c_dataset_free(&d); l2c_dataset_free(&p); l2c_dataset_free(&copy);
 }
@@ -452,24 +469,27 @@ static void test_defence_rejects_bad_input(void)
     ta_dataset(&d, x);
     ta_dataset(&s, x);
     memcpy(before, d.images, sizeof before);
-    CHECK_FAILS(l2c_defend_class_mean(NULL, &s, 10));
-    CHECK_FAILS(l2c_defend_class_mean(&d, NULL, 10));
-    CHECK_FAILS(l2c_defend_class_mean(&d, &d, 10));
+    CHECK_FAILS(l2c_defend_class_mean(NULL, &s, 10, 3.0f));
+    CHECK_FAILS(l2c_defend_class_mean(&d, NULL, 10, 3.0f));
+    CHECK_FAILS(l2c_defend_class_mean(&d, &d, 10, 3.0f));
     CHECK(strstr(l2c_error(), "another data set") != NULL, "message: %s", l2c_error());
-    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 0));
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 0, 3.0f));
     CHECK(strstr(l2c_error(), "per_class") != NULL, "message: %s", l2c_error());
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10, -1.0f));
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10, (float)NAN));
+    CHECK(strstr(l2c_error(), "noise_z") != NULL, "message: %s", l2c_error());
     s.w = 2; s.h = 8;   /* as many pixels, another shape */
-    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10));
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10, 3.0f));
     CHECK(strstr(l2c_error(), "shape") != NULL, "message: %s", l2c_error());
     s.w = s.h = TA_SIDE; s.nclasses = 4;
-    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10));
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10, 3.0f));
     CHECK(strstr(l2c_error(), "classes") != NULL, "message: %s", l2c_error());
     s.nclasses = 3;
     for (i = 0; i < TA_N; i++) if (s.labels[i] == 2) s.labels[i] = 1;   /* no image of class 2 */
-    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10));
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10, 3.0f));
     CHECK(strstr(l2c_error(), "no image of class 2") != NULL, "message: %s", l2c_error());
     s.labels[0] = 7;   /* a label beyond the classes */
-    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10));
+    CHECK_FAILS(l2c_defend_class_mean(&d, &s, 10, 3.0f));
     CHECK(memcmp(before, d.images, sizeof before) == 0, "a refused defence changed the training set");
     l2c_dataset_free(&d); l2c_dataset_free(&s);
 }
@@ -1677,6 +1697,7 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_boost_rejects_bad_input),
     L2CT(test_defence_subtracts_the_estimated_class_mean),
     L2CT(test_defence_undoes_a_class_shared_perturbation),
+    L2CT(test_defence_shrinks_what_sampling_noise_explains),
     L2CT(test_defence_rejects_bad_input),
     L2CT(test_generator_noise_is_the_release_before_the_clamp),
     L2CT(test_generator_noise_refuses_bad_input),
