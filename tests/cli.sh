@@ -171,8 +171,31 @@ expect eval_rejects_negative_noise_z 2 "noise-z in \[0, 100\]" $E --train "$T/ou
 expect eval_rejects_missing_clean_sample 1 "nowhere" $E --train "$T/out" --defence class-mean --clean-sample "$T/nowhere"
 expect eval_rejects_32x32_clean_sample 1 "28x28" $E --train "$T/out" --defence class-mean --clean-sample "$T/big"
 
+# defend_idx writes the defended set (the raw estimate: the tiny random sets leave nothing above
+# three standard errors); a set defended against a copy of itself by its raw estimate
+# (every image of a class in the sample) is unchanged
+D="$B/defend_idx"
+mkdir -p "$T/copy" "$T/defended" "$T/raw"
+cp "$T/good/train-images-idx3-ubyte" "$T/good/train-labels-idx1-ubyte" "$T/copy/"
+expect defend_writes_the_defended_set 0 "wrote $T/defended/train-images-idx3-ubyte" $D --train "$T/out" --clean-sample "$T/good" --out "$T/defended" --noise-z 0
+if cmp -s "$T/out/train-labels-idx1-ubyte" "$T/defended/train-labels-idx1-ubyte" && ! cmp -s "$T/out/train-images-idx3-ubyte" "$T/defended/train-images-idx3-ubyte"; then ok defend_keeps_labels_and_moves_images
+else ko defend_keeps_labels_and_moves_images; fi
+expect defend_raw_estimate_against_itself 0 "noise_z 0" $D --train "$T/good" --clean-sample "$T/copy" --out "$T/raw" --noise-z 0 --per-class 100000
+if cmp -s "$T/good/train-images-idx3-ubyte" "$T/raw/train-images-idx3-ubyte"; then ok defend_leaves_a_set_like_its_sample_unchanged
+else ko defend_leaves_a_set_like_its_sample_unchanged; fi
+expect defend_needs_its_folders 2 "need --train, --clean-sample and --out" $D --train "$T/out" --out "$T/defended"
+expect defend_refuses_to_overwrite_the_suspect_set 2 "another folder than --train" $D --train "$T/out" --clean-sample "$T/good" --out "$T/out"
+expect defend_rejects_zero_per_class 1 "per_class 0" $D --train "$T/out" --clean-sample "$T/good" --out "$T/defended" --per-class 0
+expect defend_rejects_nan_noise_z 2 "noise-z needs a finite number" $D --train "$T/out" --clean-sample "$T/good" --out "$T/defended" --noise-z nan
+expect defend_rejects_a_sample_of_another_shape 1 "not the training set's shape" $D --train "$T/out" --clean-sample "$T/big" --out "$T/defended"
+expect defend_rejects_a_missing_sample 1 "cannot open" $D --train "$T/out" --clean-sample "$T/nowhere" --out "$T/defended"
+cp "$T/defended/train-images-idx3-ubyte" "$T/defended.before"
+expect defend_reports_unwritable_output 1 "cannot create" $D --train "$T/out" --clean-sample "$T/good" --out "$T/nowhere"
+expect defend_refused_keeps_earlier_output 1 "not the training set's shape" $D --train "$T/good" --clean-sample "$T/big" --out "$T/defended"
+if cmp -s "$T/defended/train-images-idx3-ubyte" "$T/defended.before"; then ok defend_earlier_output_intact; else ko defend_earlier_output_intact; fi
+
 # --help prints the usage on stdout and exits 0, whatever else is on the line (nothing runs)
-for prog in poison_mnist eval_mnist train_mnist idx2png confusion2png probe_mnist bench; do
+for prog in poison_mnist eval_mnist train_mnist idx2png confusion2png probe_mnist bench defend_idx; do
     expect "${prog}_help_prints_usage" 0 "^usage: $prog" $B/$prog --data "$T/nowhere" --help
 done
 expect poison_help_lists_the_defaults 0 "Defaults (make run's)" $B/poison_mnist -h
