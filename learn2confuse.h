@@ -36,8 +36,11 @@
 
    REVISION HISTORY
        0.19.0 l2c_defend_class_mean: a defence that subtracts each class's shared perturbation,
-              estimated against a small clean labelled sample (eval_mnist --defence class-mean);
-              the attack and the release are unchanged: results are 0.18.0's bit for bit
+              estimated against a small clean labelled sample and shrunk by noise_z standard
+              errors so that an unpoisoned set keeps its accuracy (eval_mnist --defence
+              class-mean, tools/defend_idx); it undoes this library's poison (README: study of
+              2026-12-06, evening). The attack and the release are unchanged: results are
+              0.18.0's bit for bit
        0.18.0 l2c_poison_boost_class_mean: adds boost times each class's mean perturbation to the
               released images of the class, within eps; with boost -1 (the shared part removed)
               the poison is gone, so victims learn that part (README: study of 2026-12-06,
