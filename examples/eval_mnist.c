@@ -2,6 +2,7 @@
    ordinary recipe, on the given (clean or poisoned) MNIST training set and reports, on the clean
    test set: final and peak accuracy, the share predicted as y+K (the label-specific attack's
    success; K = 1 unless --label-shift K), accuracy when fed only the noise (with --generator), and the confusion matrix.
+   With --defence class-mean the victims train on the set after l2c_defend_class_mean instead.
    The victims and their recipes: eval_victims.h; the options: eval_options.h (the usage text there
    is what --help prints). */
 #define L2C_IMPLEMENTATION
