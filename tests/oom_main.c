@@ -1,7 +1,7 @@
 /* Out-of-memory tests: the library built with an allocator that fails on demand (L2C_MALLOC), so
    that an allocation failure inside a backward pass (or the class-mean defence) is reported, not
-   silently skipped. A separate
-   program because the allocator is chosen when the implementation is compiled.
+   silently skipped. A separate program because the allocator is chosen when the implementation
+   is compiled.
    Prints one line per check and "N passed, N failed" last. */
 #include <stdlib.h>
 static int fail_allocations;   /* while set, every L2C_MALLOC returns NULL */
