@@ -33,7 +33,7 @@ MNIST := $(BUILD)/mnist
 MNIST_FILES := $(MNIST)/train-images-idx3-ubyte $(MNIST)/train-labels-idx1-ubyte \
                $(MNIST)/t10k-images-idx3-ubyte $(MNIST)/t10k-labels-idx1-ubyte
 EXAMPLES := $(BUILD)/train_mnist $(BUILD)/poison_mnist $(BUILD)/eval_mnist
-TOOLS := $(BUILD)/idx2png $(BUILD)/confusion2png $(BUILD)/bench $(BUILD)/probe_mnist $(BUILD)/defend_idx
+TOOLS := $(BUILD)/idx2png $(BUILD)/confusion2png $(BUILD)/bench $(BUILD)/probe_mnist $(BUILD)/defend_idx $(BUILD)/combine_idx
 TESTS := $(BUILD)/test_main $(BUILD)/oom_main
 
 .PHONY: all test unit run train baseline defence bench experiment data clean

@@ -1,4 +1,4 @@
-/* learn2confuse.h - v0.19.0 - training-time adversarial data (DeepConfuse) in one C99 header.
+/* learn2confuse.h - v0.20.0 - training-time adversarial data (DeepConfuse) in one C99 header.
 
    A dependency-free library that learns an auto-encoder g whose bounded output (|g(x)|inf <= eps),
    added to each training image, makes classifiers trained on the perturbed set fail on clean data
@@ -35,6 +35,10 @@
        and leave a human-readable message in l2c_error(). Nothing aborts on bad input.
 
    REVISION HISTORY
+       0.20.0 l2c_poison_combine: the releases of several independently trained poisons of one
+              set, their perturbations averaged or added within eps (tools/combine_idx); two runs
+              of the defaults averaged beat either alone on three pairs (README: study of
+              2026-12-06, evening, last). The attack and the release are unchanged
        0.19.0 l2c_defend_class_mean: a defence that subtracts each class's shared perturbation,
               estimated against a small clean labelled sample and shrunk by noise_z standard
               errors so that an unpoisoned set keeps its accuracy (eval_mnist --defence
@@ -125,9 +129,9 @@
 #define L2C_INCLUDE_LEARN2CONFUSE_H
 
 #define L2C_VERSION_MAJOR 0
-#define L2C_VERSION_MINOR 19
+#define L2C_VERSION_MINOR 20
 #define L2C_VERSION_PATCH 0
-#define L2C_VERSION "0.19.0"
+#define L2C_VERSION "0.20.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -719,6 +723,15 @@ L2C_API int l2c_poison_dataset(const l2c_model *generator, const l2c_dataset *cl
    boost 0 changes nothing. `poisoned` must hold clean's images, shape and labels
    in the same order (l2c_poison_dataset's output); boost must be finite and >= -1. */
 L2C_API int l2c_poison_boost_class_mean(const l2c_dataset *clean, l2c_dataset *poisoned, float eps, float boost);
+/* Combines `count` releases of the same clean set (l2c_poison_dataset outputs of independently
+   trained generators: same images, shape and labels in the same order): per pixel, the released
+   perturbations (release - clean) are averaged (add 0) or added (add 1), added to the clean pixel,
+   rounded, and clamped to [0, 255] and to the integer budget floor(eps * 255) around it, so the
+   result stays within eps. Two runs of the defaults combined beat either alone (README: study of
+   2026-12-06, evening, last). `out` (not clean, not a release) is allocated (free with
+   l2c_dataset_free; it is zeroed first, so freeing it after a failure is safe); count in [1, 64]. */
+L2C_API int l2c_poison_combine(const l2c_dataset *clean, const l2c_dataset *releases, int count, float eps,
+                               int add, l2c_dataset *out);
 /* A defence against poisons whose images of a class share a perturbation (this library's own, in
    both modes: README, "Broken by a simple defence"). For each class c and pixel k it estimates the
    shared part as s = mean(train images of c) - mean(the first per_class images of c in
@@ -5737,6 +5750,40 @@ L2C_API int l2c_poison_boost_class_mean(const l2c_dataset *clean, l2c_dataset *p
         for (k = 0; k < per; k++) p[k] = l2c__within_budget((int)floor((double)p[k] + boost * m[k] + 0.5), x[k], budget);
     }
     L2C_FREE(mean); L2C_FREE(count); L2C_FREE(changed);
+    return L2C_OK;
+}
+
+L2C_API int l2c_poison_combine(const l2c_dataset *clean, const l2c_dataset *releases, int count, float eps,
+                               int add, l2c_dataset *out)
+{
+    const char *caller = "l2c_poison_combine";
+    size_t per, i;
+    int k, budget;
+    int aliased = out && out == clean;
+    for (k = 0; out && releases && k < count && k < 64; k++) aliased |= out == &releases[k];
+    if (out && !aliased) memset(out, 0, sizeof *out);   /* safe to l2c_dataset_free whatever happens */
+    if (!clean || !releases || !out) return l2c__fail(L2C_EINVAL, "%s: NULL argument", caller);
+    if (aliased) return l2c__fail(L2C_EINVAL, "%s: out must not be the clean set or a release", caller);
+    if (count < 1 || count > 64) return l2c__fail(L2C_EINVAL, "%s: count %d is outside [1, 64]", caller, count);
+    if (!(eps > 0.0f && eps <= 1.0f)) return l2c__fail(L2C_EINVAL, "%s: eps %g is outside (0, 1]", caller, eps);
+    for (k = 0; k < count; k++)
+        if (l2c__check_release(clean, &releases[k], caller)) return L2C_EINVAL;
+    per = (size_t)clean->c * clean->h * clean->w;
+    *out = *clean;
+    out->images = (uint8_t *)L2C_MALLOC((size_t)clean->n * per);
+    out->labels = (uint8_t *)L2C_MALLOC((size_t)clean->n);
+    if (!out->images || !out->labels) {
+        l2c_dataset_free(out);
+        return l2c__fail(L2C_ENOMEM, "%s: out of memory", caller);
+    }
+    memcpy(out->labels, clean->labels, (size_t)clean->n);
+    budget = l2c__grey_budget(eps);
+    for (i = 0; i < (size_t)clean->n * per; i++) {
+        double delta = 0.0;
+        for (k = 0; k < count; k++) delta += (double)releases[k].images[i] - (double)clean->images[i];
+        if (!add) delta /= count;
+        out->images[i] = l2c__within_budget((int)floor((double)clean->images[i] + delta + 0.5), clean->images[i], budget);
+    }
     return L2C_OK;
 }
 

@@ -194,8 +194,22 @@ expect defend_reports_unwritable_output 1 "cannot create" $D --train "$T/out" --
 expect defend_refused_keeps_earlier_output 1 "not the training set's shape" $D --train "$T/good" --clean-sample "$T/big" --out "$T/defended"
 if cmp -s "$T/defended/train-images-idx3-ubyte" "$T/defended.before"; then ok defend_earlier_output_intact; else ko defend_earlier_output_intact; fi
 
+# combine_idx averages (or adds) releases of one clean set; a release combined with itself is itself
+C="$B/combine_idx"
+mkdir -p "$T/combined" "$T/self"
+expect combine_writes_the_average 0 "2 releases averaged" $C --clean "$T/good" --release "$T/out" --release "$T/narrow" --out "$T/combined"
+expect combine_writes_the_sum 0 "2 releases added" $C --clean "$T/good" --release "$T/out" --release "$T/narrow" --out "$T/combined" --add
+expect combine_with_itself 0 "averaged" $C --clean "$T/good" --release "$T/out" --release "$T/out" --out "$T/self"
+if cmp -s "$T/out/train-images-idx3-ubyte" "$T/self/train-images-idx3-ubyte"; then ok combine_release_with_itself_is_itself
+else ko combine_release_with_itself_is_itself; fi
+expect combine_needs_two_releases 2 "at least two --release" $C --clean "$T/good" --release "$T/out" --out "$T/combined"
+expect combine_keeps_the_releases 2 "another folder than the releases" $C --clean "$T/good" --release "$T/out" --release "$T/narrow" --out "$T/narrow"
+expect combine_rejects_eps 1 "eps" $C --clean "$T/good" --release "$T/out" --release "$T/narrow" --out "$T/combined" --eps 2
+expect combine_rejects_a_release_of_another_set 1 "not the clean one's shape" $C --clean "$T/good" --release "$T/out" --release "$T/big" --out "$T/combined"
+expect combine_rejects_a_missing_release 1 "cannot open" $C --clean "$T/good" --release "$T/out" --release "$T/nowhere" --out "$T/combined"
+
 # --help prints the usage on stdout and exits 0, whatever else is on the line (nothing runs)
-for prog in poison_mnist eval_mnist train_mnist idx2png confusion2png probe_mnist bench defend_idx; do
+for prog in poison_mnist eval_mnist train_mnist idx2png confusion2png probe_mnist bench defend_idx combine_idx; do
     expect "${prog}_help_prints_usage" 0 "^usage: $prog" $B/$prog --data "$T/nowhere" --help
 done
 expect poison_help_lists_the_defaults 0 "Defaults (make run's)" $B/poison_mnist -h

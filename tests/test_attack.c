@@ -405,6 +405,58 @@ static void test_boost_rejects_bad_input(void)
     l2c_dataset_free(&p); l2c_model_free(g); l2c_dataset_free(&d);
 }
 
+/* l2c_poison_combine averages (or adds) the releases' perturbations per pixel, rounds half up and
+   keeps the result within the eps budget (25 grey levels at eps 0.1) and [0, 255]. */
+static void test_combine_averages_or_adds_within_eps(void)
+{
+    uint8_t clean_img[6] = { 100, 250, 10, 100, 50, 50 }, labels[3] = { 0, 1, 0 };
+    uint8_t a_img[6] = { 110, 252, 0, 120, 51, 60 }, b_img[6] = { 120, 240, 4, 90, 52, 40 };
+    uint8_t a_lab[3] = { 0, 1, 0 }, b_lab[3] = { 0, 1, 0 };
+    /* deltas A: +10 +2 -10 +20 +1 +10, B: +20 -10 -6 -10 +2 -10 */
+    const uint8_t want_mean[6] = { 115, 246, 2, 105, 52, 50 }, want_sum[6] = { 125, 242, 0, 110, 53, 50 };
+    l2c_dataset clean = { 3, 1, 1, 2, 2, NULL, NULL }, rel[2] = { { 3, 1, 1, 2, 2, NULL, NULL }, { 3, 1, 1, 2, 2, NULL, NULL } }, out;
+    int i;
+    clean.images = clean_img; clean.labels = labels;
+    rel[0].images = a_img; rel[0].labels = a_lab;
+    rel[1].images = b_img; rel[1].labels = b_lab;
+    REQUIRE(l2c_poison_combine(&clean, rel, 2, 0.1f, 0, &out) == 0, "mean failed: %s", l2c_error());
+    for (i = 0; i < 6; i++) CHECK(out.images[i] == want_mean[i], "mean, pixel %d: %d, want %d", i, out.images[i], want_mean[i]);
+    CHECK(memcmp(out.labels, labels, 3) == 0, "labels changed");
+    l2c_dataset_free(&out);
+    REQUIRE(l2c_poison_combine(&clean, rel, 2, 0.1f, 1, &out) == 0, "sum failed: %s", l2c_error());
+    for (i = 0; i < 6; i++) CHECK(out.images[i] == want_sum[i], "sum, pixel %d: %d, want %d", i, out.images[i], want_sum[i]);
+    l2c_dataset_free(&out);
+}
+
+/* One release combined alone is itself; bad input is refused, with `out` left empty. */
+static void test_combine_one_release_and_bad_input(void)
+{
+    l2c_dataset d, p, rel[2], out;
+    float x[TA_N * TA_SIDE * TA_SIDE];
+    l2c_model *g = ta_generator();
+    REQUIRE(g, "setup failed");
+    ta_dataset(&d, x);
+    REQUIRE(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p) == 0, "poison failed: %s", l2c_error());
+    REQUIRE(l2c_poison_combine(&d, &p, 1, 0.1f, 0, &out) == 0, "combine failed: %s", l2c_error());
+    CHECK(memcmp(out.images, p.images, sizeof x / sizeof x[0]) == 0, "one release combined alone changed");
+    l2c_dataset_free(&out);
+    rel[0] = p; rel[1] = p;
+    CHECK_FAILS(l2c_poison_combine(&d, rel, 0, 0.1f, 0, &out));
+    CHECK(strstr(l2c_error(), "count") != NULL && out.images == NULL, "message: %s", l2c_error());
+    CHECK_FAILS(l2c_poison_combine(&d, rel, 65, 0.1f, 0, &out));
+    CHECK_FAILS(l2c_poison_combine(&d, rel, 2, 0.0f, 0, &out));
+    CHECK_FAILS(l2c_poison_combine(&d, rel, 2, (float)NAN, 0, &out));
+    CHECK_FAILS(l2c_poison_combine(NULL, rel, 2, 0.1f, 0, &out));
+    CHECK_FAILS(l2c_poison_combine(&d, rel, 2, 0.1f, 0, NULL));
+    CHECK_FAILS(l2c_poison_combine(&d, rel, 2, 0.1f, 0, &d));
+    CHECK(strstr(l2c_error(), "must not be") != NULL, "message: %s", l2c_error());
+    CHECK_FAILS(l2c_poison_combine(&d, rel, 2, 0.1f, 0, &rel[1]));
+    rel[1].n--;   /* a release of another set */
+    CHECK_FAILS(l2c_poison_combine(&d, rel, 2, 0.1f, 0, &out));
+    CHECK(strstr(l2c_error(), "shape") != NULL && out.images == NULL, "message: %s", l2c_error());
+    l2c_dataset_free(&p); l2c_model_free(g); l2c_dataset_free(&d);
+}
+
 /* l2c_defend_class_mean subtracts mean(train of c) - mean(first per_class sample images of c):
    1x1x1 images; class 0 train {10, 20}, sample {12, 100} with per_class 1 (12 only): 15 - 12 = 3;
    class 1 train {250, 5}, sample {0}: 127.5, so 250 -> 122.5 -> 123 and 5 -> -122.5 -> 0. */
@@ -1695,6 +1747,8 @@ static const l2ct_case l2ct_attack_cases[] = {
     L2CT(test_boost_adds_the_class_mean_within_eps),
     L2CT(test_boost_keeps_a_release_within_eps),
     L2CT(test_boost_rejects_bad_input),
+    L2CT(test_combine_averages_or_adds_within_eps),
+    L2CT(test_combine_one_release_and_bad_input),
     L2CT(test_defence_subtracts_the_estimated_class_mean),
     L2CT(test_defence_undoes_a_class_shared_perturbation),
     L2CT(test_defence_shrinks_what_sampling_noise_explains),
