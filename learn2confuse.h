@@ -5826,7 +5826,8 @@ static double l2c__shared_estimate(double train_mean, double sum, double sq, int
     return shrunk > 0.0 ? (d > 0.0 ? shrunk : -shrunk) : 0.0;
 }
 
-/* Subtracts shared[label * per + k] from every training image, rounded and clamped to [0, 255]. */
+/* Subtracts shared[label * per + k] from every training image, rounded and clamped to [0, 255]
+   (the release's clamp with a budget of 255 grey levels, which never binds). */
 static void l2c__subtract_shared(l2c_dataset *train, size_t per, const double *shared)
 {
     int i;
@@ -5834,10 +5835,7 @@ static void l2c__subtract_shared(l2c_dataset *train, size_t per, const double *s
     for (i = 0; i < train->n; i++) {
         const double *s = shared + (size_t)train->labels[i] * per;
         uint8_t *x = train->images + (size_t)i * per;
-        for (k = 0; k < per; k++) {
-            double v = floor((double)x[k] - s[k] + 0.5);
-            x[k] = (uint8_t)(v < 0.0 ? 0 : v > 255.0 ? 255 : (int)v);
-        }
+        for (k = 0; k < per; k++) x[k] = l2c__within_budget((int)floor((double)x[k] - s[k] + 0.5), x[k], 255);
     }
 }
 

@@ -51,12 +51,18 @@ static void read_options(int argc, char **argv, combine_options *o)
         if (!strcmp(o->releases[i], o->out)) { fprintf(stderr, "combine_idx: --out must be another folder than the releases (they are kept)\n"); exit(2); }
 }
 
+/* DIR/train-{images-idx3,labels-idx1}-ubyte into path buffers of size 1024. */
+static void set_paths(const char *dir, char *images, char *labels)
+{
+    snprintf(images, 1024, "%s/train-images-idx3-ubyte", dir);
+    snprintf(labels, 1024, "%s/train-labels-idx1-ubyte", dir);
+}
+
 /* Loads DIR/train-*; 0 on success, else prints the library's message. */
 static int load(l2c_dataset *d, const char *dir)
 {
     char images[1024], labels[1024];
-    snprintf(images, sizeof images, "%s/train-images-idx3-ubyte", dir);
-    snprintf(labels, sizeof labels, "%s/train-labels-idx1-ubyte", dir);
+    set_paths(dir, images, labels);
     if (!l2c_dataset_load(d, images, labels, 10)) return 0;
     fprintf(stderr, "combine_idx: %s\n", l2c_error());
     return -1;
@@ -75,8 +81,7 @@ int main(int argc, char **argv)
     if (load(&clean, o.clean)) return 1;
     for (rc = 0; !rc && loaded < o.count; loaded += !rc) rc = load(&releases[loaded], o.releases[loaded]);
     if (!rc) {
-        snprintf(images, sizeof images, "%s/train-images-idx3-ubyte", o.out);
-        snprintf(labels, sizeof labels, "%s/train-labels-idx1-ubyte", o.out);
+        set_paths(o.out, images, labels);
         rc = l2c_poison_combine(&clean, releases, o.count, o.eps, o.add, &out) || l2c_dataset_save(&out, images, labels);
         if (rc) fprintf(stderr, "combine_idx: %s\n", l2c_error());
         else printf("wrote %s and %s (%d releases %s, eps %g)\n", images, labels, o.count, o.add ? "added" : "averaged", o.eps);
