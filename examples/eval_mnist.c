@@ -67,21 +67,46 @@ static int defend(const eval_options *o, l2c_dataset *train, l2c_dataset *base)
     return rc;
 }
 
-/* The noise alone on the clean test images: the paper's eps*g(x) (released 0), or what survives in
-   the release, the quantised poison minus the clean image (released 1). */
-static float *noise_only(const char *gen_path, const l2c_dataset *test, const float *xtest, float eps, int released)
+/* One generator's noise on the clean test images: eps*g(x) (released 0), or what survives in its
+   release, the quantised poison minus the clean image (released 1; the release kept in *release). */
+static int generator_noise(const char *gen_path, const l2c_dataset *test, const float *xtest, float eps, int released,
+                           float *noise, l2c_dataset *release)
 {
     l2c_model *g = l2c_model_read(gen_path);   /* whatever generator it holds */
-    float *noise = (float *)malloc((size_t)test->n * 784 * sizeof(float));
-    l2c_dataset pt;
-    int i, rc = g && noise ? 0 : -1;
-    if (!rc && !released) rc = l2c_generator_noise(g, xtest, test->n, eps, noise);
-    if (!rc && released && !(rc = l2c_poison_dataset(g, test, eps, 1.0f, &pt))) {
-        for (i = 0; i < test->n * 784; i++) noise[i] = pt.images[i] / 255.0f - xtest[i];
-        l2c_dataset_free(&pt);
-    }
-    if (rc) { fprintf(stderr, "eval_mnist: %s: %s\n", gen_path, g && !noise ? "out of memory" : l2c_error()); free(noise); noise = NULL; }
+    int rc = !g ? -1 : released ? l2c_poison_dataset(g, test, eps, 1.0f, release) : l2c_generator_noise(g, xtest, test->n, eps, noise);
+    if (rc) fprintf(stderr, "eval_mnist: %s: %s\n", gen_path, l2c_error());
     l2c_model_free(g);
+    return rc;
+}
+
+/* The noise alone on the clean test images, for a comma-separated list of generators (up to 16):
+   the mean of their eps*g(x) (released 0), or their releases combined as poison_mnist --runs does,
+   minus the clean image (released 1). NULL (message printed) on failure. */
+static float *noise_only(const char *gen_list, const l2c_dataset *test, const float *xtest, float eps, int released)
+{
+    char paths[4096], *path;
+    size_t size = (size_t)test->n * 784;
+    float *noise = (float *)calloc(size, sizeof(float)), *one = (float *)malloc(size * sizeof(float));
+    l2c_dataset releases[16], combined;
+    int count = 0, rc = noise && one ? 0 : -1;
+    size_t i;
+    if (rc) fprintf(stderr, "eval_mnist: out of memory\n");
+    memset(releases, 0, sizeof releases), memset(&combined, 0, sizeof combined);
+    snprintf(paths, sizeof paths, "%s", gen_list);
+    for (path = strtok(paths, ","); path && !rc; path = strtok(NULL, ","), count++) {
+        if (count == 16) { fprintf(stderr, "eval_mnist: --generator lists more than 16 files\n"); rc = -1; break; }
+        rc = generator_noise(path, test, xtest, eps, released, one, &releases[count]);
+        for (i = 0; !rc && !released && i < size; i++) noise[i] += one[i];
+    }
+    if (!rc && count == 0) fprintf(stderr, "eval_mnist: --generator names no file\n"), rc = -1;
+    if (!rc && !released) for (i = 0; i < size; i++) noise[i] /= (float)count;
+    if (!rc && released && (rc = l2c_poison_combine(test, releases, count, eps, 0, &combined)))
+        fprintf(stderr, "eval_mnist: combining the generators' releases: %s\n", l2c_error());
+    for (i = 0; !rc && released && i < size; i++) noise[i] = combined.images[i] / 255.0f - xtest[i];
+    while (count > 0) l2c_dataset_free(&releases[--count]);
+    l2c_dataset_free(&combined);
+    free(one);
+    if (rc) free(noise), noise = NULL;
     return noise;
 }
 
@@ -105,15 +130,24 @@ static void print_result(const eval_options *o, const char *name, const char *re
     printf("%-10s %-46s %8s %8s %8s %8s %8s%s\n", name, recipe_text, o->base_dir ? c0 : "", c1, c2, c3, c4, o->repeats > 1 ? range : "");
 }
 
+/* The mean absolute value of the noise fed for "noise only" (0 without it): its size. */
+static double mean_abs(const float *noise, size_t size)
+{
+    double sum = 0.0;
+    size_t i;
+    for (i = 0; noise && i < size; i++) sum += fabs((double)noise[i]);
+    return size ? sum / (double)size : 0.0;
+}
+
 /* The report's first lines: the recipe override and the repeats (table), or the JSON header. */
-static void print_header(const eval_options *o, const char *override_text)
+static void print_header(const eval_options *o, const char *override_text, double noise_size)
 {
     char map_col[16];
     if (o->json) {
         printf("{\"train\": \"%s\", \"epochs\": %d, \"repeats\": %d, \"label_shift\": %d, \"recipe_override\": \"%s\", \"noise_only\": \"%s\", "
-               "\"defence\": \"%s\", \"defence_per_class\": %d, \"defence_noise_z\": %g, \"victims\": [",
+               "\"noise_mean_abs\": %.6f, \"defence\": \"%s\", \"defence_per_class\": %d, \"defence_noise_z\": %g, \"victims\": [",
                o->train_dir, o->epochs, o->repeats, o->label_shift, override_text, !o->generator ? "none" : o->released_noise ? "released" : "generator",
-               o->defend ? "class-mean" : "none", o->defend ? o->per_class : 0, o->defend ? o->noise_z : 0.0);
+               noise_size, o->defend ? "class-mean" : "none", o->defend ? o->per_class : 0, o->defend ? o->noise_z : 0.0);
         return;
     }
     if (o->defend)
@@ -149,7 +183,7 @@ int main(int argc, char **argv)
     if (!xtest || !pred || !scratch || !tape) { fprintf(stderr, "eval_mnist: out of memory\n"); return 1; }
     if (o.generator && !(noise = noise_only(o.generator, &test, xtest, o.eps, o.released_noise))) return 1;
     describe_recipe(override_text, sizeof override_text);
-    print_header(&o, override_text);
+    print_header(&o, override_text, mean_abs(noise, (size_t)test.n * 784));
 
     for (v = 0; v < NVICTIMS; v++) {
         const victim *vi = &VICTIMS[v];

@@ -8,7 +8,7 @@
 /* What --help prints: the options and what each does. */
 static const char *const usage[] = {
     "usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]",
-    "                  [--seed S] [--generator FILE --eps E [--noise generator|released]] [--confusion-dir DIR]",
+    "                  [--seed S] [--generator FILE[,FILE...] --eps E [--noise generator|released]] [--confusion-dir DIR]",
     "                  [--label-shift K] [--json] [--optimizer sgd|adam [--lr LR]] [--batch B] [--augment P]",
     "                  [--repeats R] [--defence class-mean [--clean-sample DIR] [--per-class N] [--noise-z Z]]",
     "",
@@ -18,6 +18,8 @@ static const char *const usage[] = {
     "--noise: what \"noise only\" feeds each victim: generator (default), the paper's eps*g(x) of the",
     "clean test images (l2c_generator_noise); released, what of it survives in the release (the",
     "clamped, quantised poison minus the clean image; the README's figures before 2026-12-05).",
+    "Several generators (poison_mnist --runs: FILE,FILE-run2,...): the mean of their noises, or of their",
+    "releases' perturbations combined as poison_mnist combines them (l2c_poison_combine).",
     "--optimizer trains every network victim with one recipe instead of its own: SGD with momentum",
     "0.9 (lr 0.01 unless --lr) or Adam (lr 1e-3 unless --lr); --batch sets every network's",
     "mini-batch size (default 64, the victims' own); --augment P moves each of every network's",

@@ -12,24 +12,30 @@
 static volatile sig_atomic_t interrupted = 0;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 
+/* The progress line's clock, per run: when this process's first trial step of the run ended. */
+typedef struct progress_clock {
+    int trials;             /* of the run */
+    double first_step_at;   /* seconds; < 0 until then */
+    int steps_before;       /* trial steps already done then (resumed from the checkpoint) */
+} progress_clock;
+
 /* Prints a progress line every 50 steps (warm-up: every 250) with an estimate of the time left;
    stops the attack on Ctrl-C. */
 static int progress(const l2c_attack_progress *p, void *user)
 {
-    static double first_trial_step = -1.0;   /* when this process's first trial step ended */
-    static int steps_before = 0;             /* trial steps already done then */
-    int done = (p->trial - 1) * p->steps + p->step, total = *(int *)user * p->steps;
+    progress_clock *clock = (progress_clock *)user;
+    int done = (p->trial - 1) * p->steps + p->step, total = clock->trials * p->steps;
     if (p->trial == 0) {
         if (p->step % 250 == 0 || p->step == p->steps)
             printf("warm-up step %4d/%d  loss against the warm-up targets %.3f  %5.0fs elapsed\n",
                    p->step, p->steps, p->clean_loss, p->seconds), fflush(stdout);
         return interrupted;
     }
-    if (first_trial_step < 0.0) first_trial_step = p->seconds, steps_before = done;
+    if (clock->first_step_at < 0.0) clock->first_step_at = p->seconds, clock->steps_before = done;
     if (p->step % 50 == 0 || p->step == p->steps)
         printf("trial %d/%d  step %4d/%d  victim loss %.3f  clean loss %.3f  %5.0fs elapsed  ~%.0fs left\n",
                p->trial, p->trials, p->step, p->steps, p->victim_loss, p->clean_loss, p->seconds,
-               done > steps_before ? (p->seconds - first_trial_step) / (done - steps_before) * (total - done) : 0.0),
+               done > clock->steps_before ? (p->seconds - clock->first_step_at) / (done - clock->steps_before) * (total - done) : 0.0),
                fflush(stdout);
     return interrupted;
 }
@@ -76,15 +82,90 @@ static int can_create(const char *prefix, const char *suffix)
     return 1;
 }
 
+/* The k-th run's file beside a path (k = 1: the path itself): FILE.runK, or for the generator
+   DIR/generator-runK.l2c. */
+static void run_checkpoint(char *path, size_t size, const char *checkpoint, int run)
+{
+    if (run == 1) snprintf(path, size, "%s", checkpoint);
+    else snprintf(path, size, "%s.run%d", checkpoint, run);
+}
+static void run_generator(char *path, size_t size, const char *out, int run)
+{
+    if (run == 1) snprintf(path, size, "%s/generator.l2c", out);
+    else snprintf(path, size, "%s/generator-run%d.l2c", out, run);
+}
+
+/* Sets up the attack of one run (its seed: --seed + run - 1) and resumes it from its checkpoint
+   when there is one; NULL (message printed) when that fails. */
+static l2c_attack *start_run(poison_options *o, const l2c_dataset *train, int run, const char *checkpoint,
+                             progress_clock *clock, l2c_model **gen, l2c_model **victim)
+{
+    l2c_attack_config cfg = o->cfg;
+    l2c_attack *attack;
+    int rc = 0;
+    cfg.seed = o->cfg.seed + (uint64_t)(run - 1);
+    *gen = strcmp(o->generator, "mnist") ? l2c_autoencoder(1, 28, 28, o->gen_width, cfg.seed) : l2c_mnist_generator(cfg.seed);
+    *victim = l2c_mnist_victim(o->victim_width, cfg.seed);   /* the imaginary victim (surrogate) */
+    clock->trials = cfg.trials, clock->first_step_at = -1.0, clock->steps_before = 0;
+    cfg.progress = progress;
+    cfg.user = clock;
+    attack = *gen && *victim ? l2c_attack_new(&cfg, *gen, *victim, train) : NULL;
+    if (!attack) { fail("setting up the attack"); return NULL; }
+    if (add_classifiers(attack, o->references, cfg.seed, l2c_attack_add_reference)) rc = fail("--references");
+    else if (add_classifiers(attack, o->trial_victims, cfg.seed, l2c_attack_add_victim)) rc = fail("--trial-victims");
+    else if (!o->fresh) {   /* resume when a checkpoint exists; refuse (rather than overwrite) one that does not fit */
+        rc = o->new_settings ? l2c_attack_load_under_new_settings(attack, checkpoint) : l2c_attack_load(attack, checkpoint);
+        if (rc == L2C_EIO) l2c_clear_error(), rc = 0;
+        else if (rc) rc = fail("the checkpoint exists but cannot be used (pass --fresh to start over, or --new-settings to resume under these settings)");
+    }
+    if (rc) { l2c_attack_free(attack); return NULL; }
+    return attack;
+}
+
+/* Runs the attack of one run to its end (saving the checkpoint after every phase) and releases its
+   poison into *release; writes the run's generator. 0, 130 when interrupted (resumable), 1 on failure. */
+static int train_run(poison_options *o, const l2c_dataset *train, int run, l2c_dataset *release)
+{
+    char checkpoint[1100], path[1100], mode[64] = "non-targeted";
+    progress_clock clock;
+    l2c_model *gen = NULL, *victim = NULL;
+    l2c_attack *attack;
+    int rc = 0, trials_left;
+
+    run_checkpoint(checkpoint, sizeof checkpoint, o->checkpoint, run);
+    attack = start_run(o, train, run, checkpoint, &clock, &gen, &victim);
+    if (!attack) { l2c_model_free(gen); l2c_model_free(victim); return 1; }
+    trials_left = o->cfg.trials - l2c_attack_trials_done(attack);
+    if (o->cfg.targeted) snprintf(mode, sizeof mode, "label-specific y -> y+%d", o->label_shift);
+    if (o->runs > 1) printf("run %d/%d (seed %llu, checkpoint %s)\n", run, o->runs, (unsigned long long)(o->cfg.seed + (uint64_t)(run - 1)), checkpoint);
+    printf("DeepConfuse on %d images: %s generator, eps %.3g, %s, %d warm-up step(s) then %d trial(s) to go (%d done), %d threads\n",
+           train->n, o->generator, o->cfg.eps, mode,
+           l2c_attack_warmed_up(attack) ? 0 : o->cfg.warmup_steps, trials_left > 0 ? trials_left : 0,
+           l2c_attack_trials_done(attack), l2c_get_threads());
+    while (!rc && (!l2c_attack_warmed_up(attack) || l2c_attack_trials_done(attack) < o->cfg.trials)) {
+        rc = l2c_attack_run_trial(attack);
+        if (rc < 0) rc = fail("attack");
+        else if (rc > 0) printf("interrupted: the last completed phase is in %s; run again to resume\n", checkpoint), rc = 130;
+        else if (l2c_attack_save(attack, checkpoint)) rc = fail("saving the checkpoint");
+    }
+    if (!rc) {
+        print_targets(attack);
+        run_generator(path, sizeof path, o->out, run);
+        if (l2c_poison_dataset(l2c_attack_generator(attack), train, o->cfg.eps, o->fraction, release)) rc = fail("poisoning");
+        else if (l2c_poison_boost_class_mean(train, release, o->cfg.eps, o->boost)) rc = fail("boosting the release");
+        else if (l2c_model_save(l2c_attack_generator(attack), path)) rc = fail("writing the generator");
+        else printf("wrote %s\n", path);
+    }
+    l2c_attack_free(attack); l2c_model_free(gen); l2c_model_free(victim);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     poison_options o;
-    l2c_attack_config *cfg = &o.cfg;
-    char path[1024], path2[1024], mode[64] = "non-targeted";
-    int rc, trials_left;
-    l2c_dataset train, poisoned;
-    l2c_model *gen, *victim;
-    l2c_attack *attack;
+    char path[1024], path2[1024];
+    int rc = 0, run;
+    l2c_dataset train, poisoned, releases[16];
 
     cli_program = "poison_mnist";
     cli_help(argc, argv, usage);
@@ -103,47 +184,19 @@ int main(int argc, char **argv)
                 "are needed); nothing was trained\n", o.out, o.checkpoint);
         return 1;
     }
-    gen = strcmp(o.generator, "mnist") ? l2c_autoencoder(1, 28, 28, o.gen_width, cfg->seed) : l2c_mnist_generator(cfg->seed);
-    victim = l2c_mnist_victim(o.victim_width, cfg->seed);   /* the imaginary victim (surrogate) */
-    cfg->progress = progress;
-    cfg->user = &cfg->trials;
-    attack = gen && victim ? l2c_attack_new(cfg, gen, victim, &train) : NULL;
-    if (!attack) return fail("setting up the attack");
-    if (add_classifiers(attack, o.references, cfg->seed, l2c_attack_add_reference)) return fail("--references");
-    if (add_classifiers(attack, o.trial_victims, cfg->seed, l2c_attack_add_victim)) return fail("--trial-victims");
-
-    /* Resume when a checkpoint exists; refuse (rather than overwrite) one that does not fit. */
-    rc = 0;
-    if (!o.fresh) rc = o.new_settings ? l2c_attack_load_under_new_settings(attack, o.checkpoint) : l2c_attack_load(attack, o.checkpoint);
-    if (rc != 0) {
-        if (rc != L2C_EIO) return fail("the checkpoint exists but cannot be used (pass --fresh to start over, or --new-settings to resume under these settings)");
-        l2c_clear_error();
-    }
-    trials_left = cfg->trials - l2c_attack_trials_done(attack);
-    if (cfg->targeted) snprintf(mode, sizeof mode, "label-specific y -> y+%d", o.label_shift);
-    printf("DeepConfuse on %d images: %s generator, eps %.3g, %s, %d warm-up step(s) then %d trial(s) to go (%d done), %d threads\n",
-           train.n, o.generator, cfg->eps, mode,
-           l2c_attack_warmed_up(attack) ? 0 : cfg->warmup_steps, trials_left > 0 ? trials_left : 0,
-           l2c_attack_trials_done(attack), l2c_get_threads());
     signal(SIGINT, on_sigint);
-    while (!l2c_attack_warmed_up(attack) || l2c_attack_trials_done(attack) < cfg->trials) {
-        rc = l2c_attack_run_trial(attack);
-        if (rc < 0) return fail("attack");
-        if (rc > 0) { printf("interrupted: the last completed phase is in %s; run again to resume\n", o.checkpoint); return 130; }
-        if (l2c_attack_save(attack, o.checkpoint)) return fail("saving the checkpoint");
-    }
-    print_targets(attack);
+    memset(releases, 0, sizeof releases), memset(&poisoned, 0, sizeof poisoned);
+    for (run = 1; run <= o.runs && !rc; run++) rc = train_run(&o, &train, run, &releases[run - 1]);
 
-    if (l2c_poison_dataset(l2c_attack_generator(attack), &train, cfg->eps, o.fraction, &poisoned)) return fail("poisoning");
-    if (l2c_poison_boost_class_mean(&train, &poisoned, cfg->eps, o.boost)) return fail("boosting the release");
+    if (!rc && o.runs > 1 && l2c_poison_combine(&train, releases, o.runs, o.cfg.eps, 0, &poisoned)) rc = fail("combining the runs' releases");
+    if (!rc && o.runs == 1) poisoned = releases[0], memset(&releases[0], 0, sizeof releases[0]);
     snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", o.out);
     snprintf(path2, sizeof path2, "%s/train-labels-idx1-ubyte", o.out);
-    if (l2c_dataset_save(&poisoned, path, path2)) return fail("writing the poisoned set");
-    snprintf(path, sizeof path, "%s/generator.l2c", o.out);
-    if (l2c_model_save(l2c_attack_generator(attack), path)) return fail("writing the generator");
-    printf("wrote %s/train-{images-idx3,labels-idx1}-ubyte (%.0f%% poisoned, boost %g) and %s\n", o.out, 100.0 * o.fraction, o.boost, path);
-
-    l2c_dataset_free(&poisoned); l2c_dataset_free(&train);
-    l2c_attack_free(attack); l2c_model_free(gen); l2c_model_free(victim);
-    return 0;
+    if (!rc && l2c_dataset_save(&poisoned, path, path2)) rc = fail("writing the poisoned set");
+    if (!rc) printf("wrote %s/train-{images-idx3,labels-idx1}-ubyte (%.0f%% poisoned, boost %g%s)\n", o.out, 100.0 * o.fraction, o.boost,
+                    o.runs > 1 ? ", the runs' perturbations averaged" : "");
+    l2c_dataset_free(&poisoned);
+    for (run = 0; run < o.runs; run++) l2c_dataset_free(&releases[run]);
+    l2c_dataset_free(&train);
+    return rc;
 }

@@ -10,7 +10,7 @@ static const char *const usage[] = {
     "usage: poison_mnist [--data DIR] [--out DIR] [--checkpoint FILE] [--eps E] [--trials T]",
     "                    [--steps S] [--gen-lr LR] [--victim-lr LR] [--batch B] [--seed S]",
     "                    [--targeted] [--label-shift K] [--fraction F] [--generator mnist|autoencoder] [--gen-width W]",
-    "                    [--fresh] [--new-settings] [--boost B]",
+    "                    [--fresh] [--new-settings] [--boost B] [--runs N]",
     "                    [--victims K] [--lifetime STEPS] [--victim-width PERCENT] [--threads T]",
     "                    [--warmup STEPS] [--ref-epochs E] [--references LIST] [--anchor W]",
     "                    [--pairing next|nearest|reachable|W0,...,W9]",
@@ -26,6 +26,9 @@ static const char *const usage[] = {
     "",
     "--targeted: label-specific, y -> y+1 mod 10; --label-shift K: label-specific with y -> y+K mod 10",
     "(K in 1..9; implies --targeted);",
+    "--runs N: train N generators, the k-th with seed S+k-1 and its own checkpoint (FILE for the first,",
+    "FILE.runK for the K-th), and release their perturbations averaged per pixel within eps",
+    "(l2c_poison_combine; default 1; 2 beat each of its members in every pair measured, README);",
     "--fresh: start over, ignoring (and then replacing) the checkpoint; --new-settings: resume a",
     "checkpoint made under other settings, continuing under those given now (a checkpoint records",
     "them, and is otherwise refused where they differ; --trials may always change);",
@@ -80,6 +83,7 @@ typedef struct poison_options {
     float fraction;              /* of the training set poisoned */
     float boost;                 /* --boost: l2c_poison_boost_class_mean's boost at release */
     int label_shift, fresh, new_settings, threads, victim_width, gen_width;
+    int runs;                    /* --runs: generators trained (seeds seed, seed+1, ...) and combined */
 } poison_options;
 
 /* --pairing w(0),...,w(9): ten whole numbers separated by commas (the library checks that they are
@@ -169,7 +173,7 @@ static void read_poison_options(int argc, char **argv, poison_options *o)
     o->generator = "autoencoder";        /* learnt ~2-5x more per step than the reference generator (README) */
     o->references = "softmax,mlp,lenet"; /* diverse architectures: the poison transfers (README) */
     o->trial_victims = "none";
-    o->fraction = 1.0f, o->label_shift = 1, o->victim_width = 100, o->gen_width = 16;
+    o->fraction = 1.0f, o->label_shift = 1, o->victim_width = 100, o->gen_width = 16, o->runs = 1;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (read_attack_knob(argc, argv, &i, &o->cfg)) continue;
@@ -178,6 +182,7 @@ static void read_poison_options(int argc, char **argv, poison_options *o)
         else if (!strcmp(a, "--checkpoint")) o->checkpoint = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--fraction")) o->fraction = cli_float(argc, argv, &i);
         else if (!strcmp(a, "--boost")) o->boost = cli_float(argc, argv, &i);
+        else if (!strcmp(a, "--runs")) o->runs = cli_int(argc, argv, &i);
         else if (!strcmp(a, "--generator")) o->generator = generators[cli_choice(argc, argv, &i, generators)];
         else if (!strcmp(a, "--gen-width")) o->gen_width = cli_int(argc, argv, &i);
         else if (!strcmp(a, "--threads")) o->threads = cli_int(argc, argv, &i);
@@ -200,5 +205,6 @@ static void read_poison_options(int argc, char **argv, poison_options *o)
     if (!(o->cfg.eps > 0.0f && o->cfg.eps <= 1.0f)) { fprintf(stderr, "poison_mnist: --eps must be in (0, 1]\n"); exit(2); }
     if (!(o->fraction >= 0.0f && o->fraction <= 1.0f)) { fprintf(stderr, "poison_mnist: --fraction must be in [0, 1]\n"); exit(2); }
     if (!(o->boost >= -1.0f && o->boost <= 100.0f)) { fprintf(stderr, "poison_mnist: --boost must be in [-1, 100]\n"); exit(2); }
+    if (o->runs < 1 || o->runs > 16) { fprintf(stderr, "poison_mnist: --runs must be in 1..16\n"); exit(2); }
     if (o->threads < 0) { fprintf(stderr, "poison_mnist: --threads must be >= 1 (or 0: all cores)\n"); exit(2); }
 }

@@ -208,6 +208,33 @@ expect combine_rejects_eps 1 "eps" $C --clean "$T/good" --release "$T/out" --rel
 expect combine_rejects_a_release_of_another_set 1 "not the clean one's shape" $C --clean "$T/good" --release "$T/out" --release "$T/big" --out "$T/combined"
 expect combine_rejects_a_missing_release 1 "cannot open" $C --clean "$T/good" --release "$T/out" --release "$T/nowhere" --out "$T/combined"
 
+# poison_mnist --runs 2: two runs (seeds S and S+1, checkpoints FILE and FILE.run2), their releases
+# combined exactly as combine_idx combines the two runs made one by one
+mkdir -p "$T/runs" "$T/seed1" "$T/seed2" "$T/pair"
+expect poison_trains_two_runs 0 "the runs' perturbations averaged" $P --data "$T/good" --out "$T/runs" --checkpoint "$T/runs/ckpt" --runs 2 --fresh
+expect poison_trains_seed_one 0 "wrote" $P --data "$T/good" --out "$T/seed1" --checkpoint "$T/seed1/ckpt" --fresh
+expect poison_trains_seed_two 0 "wrote" $P --data "$T/good" --out "$T/seed2" --checkpoint "$T/seed2/ckpt" --seed 2 --fresh
+expect combine_the_two_seeds 0 "averaged" $C --clean "$T/good" --release "$T/seed1" --release "$T/seed2" --out "$T/pair"
+if cmp -s "$T/runs/train-images-idx3-ubyte" "$T/pair/train-images-idx3-ubyte" && cmp -s "$T/runs/generator-run2.l2c" "$T/seed2/generator.l2c" \
+   && [ -f "$T/runs/ckpt.run2" ]; then ok poison_runs_release_is_the_runs_combined
+else ko poison_runs_release_is_the_runs_combined; fi
+expect poison_resumes_the_second_run 0 "run 2/2 (seed 2, checkpoint $T/runs/ckpt.run2)" $P --data "$T/good" --out "$T/runs" --checkpoint "$T/runs/ckpt" --runs 2
+if grep -c "0 trial(s) to go (1 done)" "$T/log" | grep -q '^2$'; then ok poison_resumes_both_runs_done; else ko poison_resumes_both_runs_done; fi
+expect poison_rejects_zero_runs 2 "runs must be in 1..16" $P --data "$T/good" --out "$T/runs" --runs 0
+expect poison_rejects_seventeen_runs 2 "runs must be in 1..16" $P --data "$T/good" --out "$T/runs" --runs 17
+# several generators (poison_mnist --runs): their mean noise; one generator listed twice is itself
+G="$T/runs/generator.l2c"
+for noise in generator released; do
+    $E --train "$T/runs" --generator "$G" --noise $noise --json > "$T/one.json" 2>&1
+    $E --train "$T/runs" --generator "$G,$G" --noise $noise --json > "$T/twice.json" 2>&1
+    if grep -q "\"noise_mean_abs\": 0[.][0-9]*[1-9]" "$T/one.json" && cmp -s "$T/one.json" "$T/twice.json"; then ok "eval_generator_twice_is_itself_$noise"
+    else ko "eval_generator_twice_is_itself_$noise"; fi
+done
+expect eval_feeds_two_generators_noise 0 "softmax .*[0-9][.][0-9][0-9] *$" $E --train "$T/runs" --generator "$G,$T/runs/generator-run2.l2c"
+expect eval_feeds_two_generators_released_noise 0 "softmax .*[0-9][.][0-9][0-9] *$" $E --train "$T/runs" --generator "$G,$T/runs/generator-run2.l2c" --noise released
+expect eval_rejects_a_missing_generator_in_a_list 1 "nowhere.l2c" $E --train "$T/runs" --generator "$G,$T/nowhere.l2c"
+expect eval_rejects_an_empty_generator_list 1 "names no file" $E --train "$T/runs" --generator ","
+
 # --help prints the usage on stdout and exits 0, whatever else is on the line (nothing runs)
 for prog in poison_mnist eval_mnist train_mnist idx2png confusion2png probe_mnist bench defend_idx combine_idx; do
     expect "${prog}_help_prints_usage" 0 "^usage: $prog" $B/$prog --data "$T/nowhere" --help
