@@ -7,7 +7,8 @@
 #   make unit       the unit tests only (no command-line checks)
 #   make bench      speed figures (tools/bench)
 #   make experiment the epsilon / fraction / targeted studies (long)
-# Variables: CC=gcc|clang|tcc, OPENMP=0 to build without OpenMP, SAN=1 for address+undefined sanitizers.
+# Variables: CC=gcc|clang|tcc, OPENMP=0 to build without OpenMP, SAN=1 for address+undefined sanitizers,
+#   RUNS=2 (make run: two attack runs, their releases combined; twice the time), POISON_ARGS=...
 
 CC ?= cc
 OPENMP ?= 1
@@ -71,11 +72,17 @@ train: $(BUILD)/train_mnist data
 # The main job: learn the generator (resumes from out/attack.ckpt if present), release the poisoned
 # set as MNIST IDX files in out/poisoned/, then train fresh victims on clean and poisoned data.
 POISON_ARGS ?=
+RUNS ?= 1
+comma := ,
+space := $(subst ,, )
+# the runs' generators (poison_mnist --runs), listed for noise only: generator.l2c,generator-run2.l2c,...
+GENERATORS := $(subst $(space),$(comma),$(strip out/poisoned/generator.l2c \
+    $(foreach k,$(wordlist 2,$(RUNS),1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16),out/poisoned/generator-run$(k).l2c)))
 run: $(BUILD)/poison_mnist $(BUILD)/eval_mnist $(BUILD)/idx2png $(BUILD)/confusion2png data
 	mkdir -p out/poisoned
-	./$(BUILD)/poison_mnist --data $(MNIST) --out out/poisoned --checkpoint out/attack.ckpt $(POISON_ARGS)
+	./$(BUILD)/poison_mnist --data $(MNIST) --out out/poisoned --checkpoint out/attack.ckpt --runs $(RUNS) $(POISON_ARGS)
 	./$(BUILD)/eval_mnist --train out/poisoned --test $(MNIST) \
-		--generator out/poisoned/generator.l2c --confusion-dir out | tee out/eval.txt
+		--generator $(GENERATORS) --confusion-dir out | tee out/eval.txt
 	./$(BUILD)/idx2png --clean $(MNIST)/train-images-idx3-ubyte --poisoned out/poisoned/train-images-idx3-ubyte \
 		--labels $(MNIST)/train-labels-idx1-ubyte --out out/figure1.png
 	./$(BUILD)/confusion2png --in out/confusion-cnn.txt --out out/confusion-cnn.png

@@ -188,8 +188,8 @@ int main(int argc, char **argv)
     memset(releases, 0, sizeof releases), memset(&poisoned, 0, sizeof poisoned);
     for (run = 1; run <= o.runs && !rc; run++) rc = train_run(&o, &train, run, &releases[run - 1]);
 
-    if (!rc && o.runs > 1 && l2c_poison_combine(&train, releases, o.runs, o.cfg.eps, 0, &poisoned)) rc = fail("combining the runs' releases");
-    if (!rc && o.runs == 1) poisoned = releases[0], memset(&releases[0], 0, sizeof releases[0]);
+    /* the runs' perturbations averaged (one run's release is itself) */
+    if (!rc && l2c_poison_combine(&train, releases, o.runs, o.cfg.eps, 0, &poisoned)) rc = fail("combining the runs' releases");
     snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", o.out);
     snprintf(path2, sizeof path2, "%s/train-labels-idx1-ubyte", o.out);
     if (!rc && l2c_dataset_save(&poisoned, path, path2)) rc = fail("writing the poisoned set");
