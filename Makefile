@@ -8,7 +8,7 @@
 #   make bench      speed figures (tools/bench)
 #   make experiment the epsilon / fraction / targeted studies (long)
 # Variables: CC=gcc|clang|tcc, OPENMP=0 to build without OpenMP, SAN=1 for address+undefined sanitizers,
-#   RUNS=2 (make run: two attack runs, their releases combined; twice the time), POISON_ARGS=...
+#   RUNS=2 (make run: two attack runs, their perturbations added within eps; twice the time), POISON_ARGS=...
 
 CC ?= cc
 OPENMP ?= 1

@@ -188,13 +188,13 @@ int main(int argc, char **argv)
     memset(releases, 0, sizeof releases), memset(&poisoned, 0, sizeof poisoned);
     for (run = 1; run <= o.runs && !rc; run++) rc = train_run(&o, &train, run, &releases[run - 1]);
 
-    /* the runs' perturbations averaged (one run's release is itself) */
-    if (!rc && l2c_poison_combine(&train, releases, o.runs, o.cfg.eps, 0, &poisoned)) rc = fail("combining the runs' releases");
+    /* the runs' perturbations added within eps, or averaged (one run's release is itself) */
+    if (!rc && l2c_poison_combine(&train, releases, o.runs, o.cfg.eps, !o.combine_mean, &poisoned)) rc = fail("combining the runs' releases");
     snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", o.out);
     snprintf(path2, sizeof path2, "%s/train-labels-idx1-ubyte", o.out);
     if (!rc && l2c_dataset_save(&poisoned, path, path2)) rc = fail("writing the poisoned set");
     if (!rc) printf("wrote %s/train-{images-idx3,labels-idx1}-ubyte (%.0f%% poisoned, boost %g%s)\n", o.out, 100.0 * o.fraction, o.boost,
-                    o.runs > 1 ? ", the runs' perturbations averaged" : "");
+                    o.runs == 1 ? "" : o.combine_mean ? ", the runs' perturbations averaged" : ", the runs' perturbations added within eps");
     l2c_dataset_free(&poisoned);
     for (run = 0; run < o.runs; run++) l2c_dataset_free(&releases[run]);
     l2c_dataset_free(&train);

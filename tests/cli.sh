@@ -211,15 +211,22 @@ expect combine_rejects_a_missing_release 1 "cannot open" $C --clean "$T/good" --
 # poison_mnist --runs 2: two runs (seeds S and S+1, checkpoints FILE and FILE.run2), their releases
 # combined exactly as combine_idx combines the two runs made one by one
 mkdir -p "$T/runs" "$T/seed1" "$T/seed2" "$T/pair"
-expect poison_trains_two_runs 0 "the runs' perturbations averaged" $P --data "$T/good" --out "$T/runs" --checkpoint "$T/runs/ckpt" --runs 2 --fresh
+expect poison_trains_two_runs 0 "the runs' perturbations added within eps" $P --data "$T/good" --out "$T/runs" --checkpoint "$T/runs/ckpt" --runs 2 --fresh
 expect poison_trains_seed_one 0 "wrote" $P --data "$T/good" --out "$T/seed1" --checkpoint "$T/seed1/ckpt" --fresh
 expect poison_trains_seed_two 0 "wrote" $P --data "$T/good" --out "$T/seed2" --checkpoint "$T/seed2/ckpt" --seed 2 --fresh
-expect combine_the_two_seeds 0 "averaged" $C --clean "$T/good" --release "$T/seed1" --release "$T/seed2" --out "$T/pair"
+expect combine_the_two_seeds 0 "added" $C --clean "$T/good" --release "$T/seed1" --release "$T/seed2" --out "$T/pair" --add
 if cmp -s "$T/runs/train-images-idx3-ubyte" "$T/pair/train-images-idx3-ubyte" && cmp -s "$T/runs/generator-run2.l2c" "$T/seed2/generator.l2c" \
    && [ -f "$T/runs/ckpt.run2" ]; then ok poison_runs_release_is_the_runs_combined
 else ko poison_runs_release_is_the_runs_combined; fi
 expect poison_resumes_the_second_run 0 "run 2/2 (seed 2, checkpoint $T/runs/ckpt.run2)" $P --data "$T/good" --out "$T/runs" --checkpoint "$T/runs/ckpt" --runs 2
 if grep -c "0 trial(s) to go (1 done)" "$T/log" | grep -q '^2$'; then ok poison_resumes_both_runs_done; else ko poison_resumes_both_runs_done; fi
+mkdir -p "$T/runs-mean" "$T/pair-mean"
+expect poison_averages_two_runs_when_asked 0 "the runs' perturbations averaged" $P --data "$T/good" --out "$T/runs-mean" --checkpoint "$T/runs/ckpt" --runs 2 --combine mean
+expect combine_averages_the_two_seeds 0 "averaged" $C --clean "$T/good" --release "$T/seed1" --release "$T/seed2" --out "$T/pair-mean"
+if cmp -s "$T/runs-mean/train-images-idx3-ubyte" "$T/pair-mean/train-images-idx3-ubyte" \
+   && ! cmp -s "$T/runs-mean/train-images-idx3-ubyte" "$T/runs/train-images-idx3-ubyte"; then ok poison_runs_mean_is_the_runs_averaged
+else ko poison_runs_mean_is_the_runs_averaged; fi
+expect poison_rejects_unknown_combination 2 "combine is sum or mean, not \"max\"" $P --data "$T/good" --out "$T/runs" --runs 2 --combine max
 expect poison_rejects_zero_runs 2 "runs must be in 1..16" $P --data "$T/good" --out "$T/runs" --runs 0
 expect poison_rejects_seventeen_runs 2 "runs must be in 1..16" $P --data "$T/good" --out "$T/runs" --runs 17
 # several generators (poison_mnist --runs): their mean noise; one generator listed twice is itself

@@ -428,7 +428,7 @@ static void test_combine_averages_or_adds_within_eps(void)
     l2c_dataset_free(&out);
 }
 
-/* One release combined alone is itself; bad input is refused, with `out` left empty. */
+/* One release combined alone (averaged or summed) is itself; bad input is refused, with `out` left empty. */
 static void test_combine_one_release_and_bad_input(void)
 {
     l2c_dataset d, p, rel[2], out;
@@ -439,6 +439,9 @@ static void test_combine_one_release_and_bad_input(void)
     REQUIRE(l2c_poison_dataset(g, &d, 0.1f, 1.0f, &p) == 0, "poison failed: %s", l2c_error());
     REQUIRE(l2c_poison_combine(&d, &p, 1, 0.1f, 0, &out) == 0, "combine failed: %s", l2c_error());
     CHECK(memcmp(out.images, p.images, sizeof x / sizeof x[0]) == 0, "one release combined alone changed");
+    l2c_dataset_free(&out);
+    REQUIRE(l2c_poison_combine(&d, &p, 1, 0.1f, 1, &out) == 0, "sum failed: %s", l2c_error());
+    CHECK(memcmp(out.images, p.images, sizeof x / sizeof x[0]) == 0, "one release summed alone changed");
     l2c_dataset_free(&out);
     rel[0] = p; rel[1] = p;
     CHECK_FAILS(l2c_poison_combine(&d, rel, 0, 0.1f, 0, &out));
