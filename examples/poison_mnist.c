@@ -23,19 +23,19 @@ typedef struct progress_clock {
    stops the attack on Ctrl-C. */
 static int progress(const l2c_attack_progress *p, void *user)
 {
-    progress_clock *clock = (progress_clock *)user;
-    int done = (p->trial - 1) * p->steps + p->step, total = clock->trials * p->steps;
+    progress_clock *timer = (progress_clock *)user;
+    int done = (p->trial - 1) * p->steps + p->step, total = timer->trials * p->steps;
     if (p->trial == 0) {
         if (p->step % 250 == 0 || p->step == p->steps)
             printf("warm-up step %4d/%d  loss against the warm-up targets %.3f  %5.0fs elapsed\n",
                    p->step, p->steps, p->clean_loss, p->seconds), fflush(stdout);
         return interrupted;
     }
-    if (clock->first_step_at < 0.0) clock->first_step_at = p->seconds, clock->steps_before = done;
+    if (timer->first_step_at < 0.0) timer->first_step_at = p->seconds, timer->steps_before = done;
     if (p->step % 50 == 0 || p->step == p->steps)
         printf("trial %d/%d  step %4d/%d  victim loss %.3f  clean loss %.3f  %5.0fs elapsed  ~%.0fs left\n",
                p->trial, p->trials, p->step, p->steps, p->victim_loss, p->clean_loss, p->seconds,
-               done > clock->steps_before ? (p->seconds - clock->first_step_at) / (done - clock->steps_before) * (total - done) : 0.0),
+               done > timer->steps_before ? (p->seconds - timer->first_step_at) / (done - timer->steps_before) * (total - done) : 0.0),
                fflush(stdout);
     return interrupted;
 }
@@ -98,7 +98,7 @@ static void run_generator(char *path, size_t size, const char *out, int run)
 /* Sets up the attack of one run (its seed: --seed + run - 1) and resumes it from its checkpoint
    when there is one; NULL (message printed) when that fails. */
 static l2c_attack *start_run(poison_options *o, const l2c_dataset *train, int run, const char *checkpoint,
-                             progress_clock *clock, l2c_model **gen, l2c_model **victim)
+                             progress_clock *timer, l2c_model **gen, l2c_model **victim)
 {
     l2c_attack_config cfg = o->cfg;
     l2c_attack *attack;
@@ -106,9 +106,9 @@ static l2c_attack *start_run(poison_options *o, const l2c_dataset *train, int ru
     cfg.seed = o->cfg.seed + (uint64_t)(run - 1);
     *gen = strcmp(o->generator, "mnist") ? l2c_autoencoder(1, 28, 28, o->gen_width, cfg.seed) : l2c_mnist_generator(cfg.seed);
     *victim = l2c_mnist_victim(o->victim_width, cfg.seed);   /* the imaginary victim (surrogate) */
-    clock->trials = cfg.trials, clock->first_step_at = -1.0, clock->steps_before = 0;
+    timer->trials = cfg.trials, timer->first_step_at = -1.0, timer->steps_before = 0;
     cfg.progress = progress;
-    cfg.user = clock;
+    cfg.user = timer;
     attack = *gen && *victim ? l2c_attack_new(&cfg, *gen, *victim, train) : NULL;
     if (!attack) { fail("setting up the attack"); return NULL; }
     if (add_classifiers(attack, o->references, cfg.seed, l2c_attack_add_reference)) rc = fail("--references");
@@ -127,13 +127,13 @@ static l2c_attack *start_run(poison_options *o, const l2c_dataset *train, int ru
 static int train_run(poison_options *o, const l2c_dataset *train, int run, l2c_dataset *release)
 {
     char checkpoint[1100], path[1100], mode[64] = "non-targeted";
-    progress_clock clock;
+    progress_clock timer;
     l2c_model *gen = NULL, *victim = NULL;
     l2c_attack *attack;
     int rc = 0, trials_left;
 
     run_checkpoint(checkpoint, sizeof checkpoint, o->checkpoint, run);
-    attack = start_run(o, train, run, checkpoint, &clock, &gen, &victim);
+    attack = start_run(o, train, run, checkpoint, &timer, &gen, &victim);
     if (!attack) { l2c_model_free(gen); l2c_model_free(victim); return 1; }
     trials_left = o->cfg.trials - l2c_attack_trials_done(attack);
     if (o->cfg.targeted) snprintf(mode, sizeof mode, "label-specific y -> y+%d", o->label_shift);
