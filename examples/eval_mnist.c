@@ -79,10 +79,11 @@ static int generator_noise(const char *gen_path, const l2c_dataset *test, const 
     return rc;
 }
 
-/* The noise alone on the clean test images, for a comma-separated list of generators (up to 16):
-   the mean of their eps*g(x) (released 0), or their releases combined as poison_mnist --runs does,
+/* The noise alone on the clean test images, for a comma-separated list of generators (up to 16),
+   combined as poison_mnist --runs combines its releases: their eps*g(x) added and clamped to
+   [-eps, eps], or averaged (mean 1) (released 0); or their releases so combined (l2c_poison_combine),
    minus the clean image (released 1). NULL (message printed) on failure. */
-static float *noise_only(const char *gen_list, const l2c_dataset *test, const float *xtest, float eps, int released)
+static float *noise_only(const char *gen_list, const l2c_dataset *test, const float *xtest, float eps, int released, int mean)
 {
     char paths[4096], *path;
     size_t size = (size_t)test->n * 784;
@@ -99,8 +100,9 @@ static float *noise_only(const char *gen_list, const l2c_dataset *test, const fl
         for (i = 0; !rc && !released && i < size; i++) noise[i] += one[i];
     }
     if (!rc && count == 0) fprintf(stderr, "eval_mnist: --generator names no file\n"), rc = -1;
-    if (!rc && !released) for (i = 0; i < size; i++) noise[i] /= (float)count;
-    if (!rc && released && (rc = l2c_poison_combine(test, releases, count, eps, 0, &combined)))
+    for (i = 0; !rc && !released && i < size; i++)
+        noise[i] = mean ? noise[i] / (float)count : noise[i] > eps ? eps : noise[i] < -eps ? -eps : noise[i];
+    if (!rc && released && (rc = l2c_poison_combine(test, releases, count, eps, !mean, &combined)))
         fprintf(stderr, "eval_mnist: combining the generators' releases: %s\n", l2c_error());
     for (i = 0; !rc && released && i < size; i++) noise[i] = combined.images[i] / 255.0f - xtest[i];
     while (count > 0) l2c_dataset_free(&releases[--count]);
@@ -181,7 +183,7 @@ int main(int argc, char **argv)
     scratch = (uint8_t *)malloc((size_t)test.n);
     tape = l2c_tape_new();
     if (!xtest || !pred || !scratch || !tape) { fprintf(stderr, "eval_mnist: out of memory\n"); return 1; }
-    if (o.generator && !(noise = noise_only(o.generator, &test, xtest, o.eps, o.released_noise))) return 1;
+    if (o.generator && !(noise = noise_only(o.generator, &test, xtest, o.eps, o.released_noise, o.combine_mean))) return 1;
     describe_recipe(override_text, sizeof override_text);
     print_header(&o, override_text, mean_abs(noise, (size_t)test.n * 784));
 

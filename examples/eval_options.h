@@ -8,7 +8,8 @@
 /* What --help prints: the options and what each does. */
 static const char *const usage[] = {
     "usage: eval_mnist [--train DIR] [--test DIR] [--baseline DIR] [--epochs N] [--victims a,b,...]",
-    "                  [--seed S] [--generator FILE[,FILE...] --eps E [--noise generator|released]] [--confusion-dir DIR]",
+    "                  [--seed S] [--generator FILE[,FILE...] --eps E [--noise generator|released] [--combine sum|mean]]",
+    "                  [--confusion-dir DIR]",
     "                  [--label-shift K] [--json] [--optimizer sgd|adam [--lr LR]] [--batch B] [--augment P]",
     "                  [--repeats R] [--defence class-mean [--clean-sample DIR] [--per-class N] [--noise-z Z]]",
     "",
@@ -18,8 +19,9 @@ static const char *const usage[] = {
     "--noise: what \"noise only\" feeds each victim: generator (default), the paper's eps*g(x) of the",
     "clean test images (l2c_generator_noise); released, what of it survives in the release (the",
     "clamped, quantised poison minus the clean image; the README's figures before 2026-12-05).",
-    "Several generators (poison_mnist --runs: DIR/generator.l2c,DIR/generator-run2.l2c,...): the mean",
-    "of their noises, or their releases combined as poison_mnist combines them (l2c_poison_combine).",
+    "Several generators (poison_mnist --runs: DIR/generator.l2c,DIR/generator-run2.l2c,...): their",
+    "noises combined as poison_mnist --runs combines its releases: added and clamped to eps (--combine",
+    "sum, the default) or averaged (--combine mean); released: their releases so combined (l2c_poison_combine).",
     "--json prints one JSON object instead of the table: the settings (noise_only: none, generator or",
     "released, and noise_mean_abs, the mean absolute value of the noise fed), then per victim its",
     "figures as fractions (final, peak, label map, noise only, and the final's range over --repeats).",
@@ -56,6 +58,7 @@ typedef struct eval_options {
     int defend, per_class;                         /* --defence class-mean, and its sample size */
     float noise_z;                                 /* and its shrinkage (l2c_defend_class_mean) */
     int epochs, repeats, label_shift, json, released_noise;
+    int combine_mean;                              /* --combine mean: several generators' noises averaged */
     unsigned long seed;
     float eps;
 } eval_options;
@@ -101,6 +104,7 @@ static void describe_recipe(char *buf, size_t size)
 static void read_eval_options(int argc, char **argv, eval_options *o)
 {
     static const char *const noises[] = { "generator", "released", NULL }, *const optimizers[] = { "sgd", "adam", NULL };
+    static const char *const combinations[] = { "sum", "mean", NULL };
     static const char *const defences[] = { "none", "class-mean", NULL };
     int i, lr_given = 0, augment_given = 0;
     memset(o, 0, sizeof *o);
@@ -121,6 +125,7 @@ static void read_eval_options(int argc, char **argv, eval_options *o)
         else if (!strcmp(a, "--generator")) o->generator = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--eps")) o->eps = cli_float(argc, argv, &i);
         else if (!strcmp(a, "--noise")) o->released_noise = cli_choice(argc, argv, &i, noises);
+        else if (!strcmp(a, "--combine")) o->combine_mean = cli_choice(argc, argv, &i, combinations);
         else if (!strcmp(a, "--defence")) o->defend = cli_choice(argc, argv, &i, defences);
         else if (!strcmp(a, "--clean-sample")) o->clean_sample = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--per-class")) o->per_class = cli_int(argc, argv, &i);

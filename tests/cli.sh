@@ -229,14 +229,20 @@ else ko poison_runs_mean_is_the_runs_averaged; fi
 expect poison_rejects_unknown_combination 2 "combine is sum or mean, not \"max\"" $P --data "$T/good" --out "$T/runs" --runs 2 --combine max
 expect poison_rejects_zero_runs 2 "runs must be in 1..16" $P --data "$T/good" --out "$T/runs" --runs 0
 expect poison_rejects_seventeen_runs 2 "runs must be in 1..16" $P --data "$T/good" --out "$T/runs" --runs 17
-# several generators (poison_mnist --runs): their mean noise; one generator listed twice is itself
+# several generators (poison_mnist --runs): their noises averaged (one generator listed twice is
+# itself) or added within eps (the default, as --runs combines: twice is a larger noise)
 G="$T/runs/generator.l2c"
+size() { sed -n 's/.*"noise_mean_abs": \([0-9.]*\).*/\1/p' "$1"; }
 for noise in generator released; do
     $E --train "$T/runs" --generator "$G" --noise $noise --json > "$T/one.json" 2>&1
-    $E --train "$T/runs" --generator "$G,$G" --noise $noise --json > "$T/twice.json" 2>&1
-    if grep -q "\"noise_mean_abs\": 0[.][0-9]*[1-9]" "$T/one.json" && cmp -s "$T/one.json" "$T/twice.json"; then ok "eval_generator_twice_is_itself_$noise"
-    else ko "eval_generator_twice_is_itself_$noise"; fi
+    $E --train "$T/runs" --generator "$G,$G" --noise $noise --json --combine mean > "$T/twice.json" 2>&1
+    $E --train "$T/runs" --generator "$G,$G" --noise $noise --json > "$T/sum.json" 2>&1
+    if grep -q "\"noise_mean_abs\": 0[.][0-9]*[1-9]" "$T/one.json" && cmp -s "$T/one.json" "$T/twice.json"; then ok "eval_generator_twice_averaged_is_itself_$noise"
+    else ko "eval_generator_twice_averaged_is_itself_$noise"; fi
+    if awk -v a="$(size "$T/one.json")" -v b="$(size "$T/sum.json")" 'BEGIN { exit !(b > a * 1.2) }'; then ok "eval_generator_twice_added_is_larger_$noise"
+    else ko "eval_generator_twice_added_is_larger_$noise ($(size "$T/one.json") -> $(size "$T/sum.json"))"; fi
 done
+expect eval_rejects_unknown_combination 2 "combine is sum or mean" $E --train "$T/runs" --generator "$G,$G" --combine max
 expect eval_feeds_two_generators_noise 0 "softmax .*[0-9][.][0-9][0-9] *$" $E --train "$T/runs" --generator "$G,$T/runs/generator-run2.l2c"
 expect eval_feeds_two_generators_released_noise 0 "softmax .*[0-9][.][0-9][0-9] *$" $E --train "$T/runs" --generator "$G,$T/runs/generator-run2.l2c" --noise released
 expect eval_rejects_a_missing_generator_in_a_list 1 "nowhere.l2c" $E --train "$T/runs" --generator "$G,$T/nowhere.l2c"
