@@ -87,9 +87,10 @@ static float *noise_only(const char *gen_list, const l2c_dataset *test, const fl
 {
     char paths[4096], *path;
     size_t size = (size_t)test->n * 784;
-    float *noise = (float *)calloc(size, sizeof(float)), *one = (float *)malloc(size * sizeof(float));
+    float *noise = (float *)calloc(size, sizeof(float));
+    float *one = released ? NULL : (float *)malloc(size * sizeof(float));   /* one generator's eps*g(x) */
     l2c_dataset releases[16], combined;
-    int count = 0, rc = noise && one ? 0 : -1;
+    int count = 0, rc = noise && (released || one) ? 0 : -1;
     size_t i;
     if (rc) fprintf(stderr, "eval_mnist: out of memory\n");
     memset(releases, 0, sizeof releases), memset(&combined, 0, sizeof combined);

@@ -20,7 +20,8 @@ static const char *const usage[] = {
     "release (2 to 8; poison_mnist outputs of other seeds), and writes the combination to --out",
     "under the same names (each file atomically). The releases' perturbations are averaged per",
     "pixel (--add: added), rounded and kept within --eps (default 0.3) of the clean image.",
-    "Two runs of the defaults averaged beat either alone (README: study of 2026-12-06, evening, last).",
+    "Two runs of the defaults beat either alone, three added beat three averaged (README: studies of",
+    "2026-12-06, evening, last, and night); poison_mnist --runs N trains and combines them in one command.",
     NULL
 };
 
