@@ -2,7 +2,8 @@
    wholly a number ("16x", "abc", "nan"), stops the program with a message naming the option and exit
    status 2, rather than being read as 0 or as its leading digits. Ranges are checked by the caller
    (or by the library, which names the setting). Set cli_program to the program's name first;
-   cli_help answers --help; cli_choice reads one of a list of words. */
+   cli_help answers --help; cli_choice reads one of a list of words; cli_idx_paths names a
+   folder's MNIST files. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -95,4 +96,13 @@ static inline int cli_choice(int argc, char **argv, int *i, const char *const *n
     fprintf(stderr, ", not \"%s\"\n", text);
     exit(2);
     return -1;   /* not reached; said for compilers that do not know exit() */
+}
+
+/* MNIST's file names in a folder, DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte
+   (PREFIX "train" or "t10k"), written into images and labels, each of CLI_PATH_SIZE chars. */
+#define CLI_PATH_SIZE 1024
+static inline void cli_idx_paths(const char *dir, const char *prefix, char *images, char *labels)
+{
+    snprintf(images, CLI_PATH_SIZE, "%s/%s-images-idx3-ubyte", dir, prefix);
+    snprintf(labels, CLI_PATH_SIZE, "%s/%s-labels-idx1-ubyte", dir, prefix);
 }

@@ -41,9 +41,8 @@ static void write_confusion(const char *dir, const char *name, const uint8_t *pr
 
 static int load_set(l2c_dataset *ds, const char *dir, const char *prefix)
 {
-    char im[1024], lb[1024];
-    snprintf(im, sizeof im, "%s/%s-images-idx3-ubyte", dir, prefix);
-    snprintf(lb, sizeof lb, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    char im[CLI_PATH_SIZE], lb[CLI_PATH_SIZE];
+    cli_idx_paths(dir, prefix, im, lb);
     if (l2c_dataset_load(ds, im, lb, 10)) { fprintf(stderr, "eval_mnist: %s\n", l2c_error()); return -1; }
     if (ds->c != 1 || ds->h != 28 || ds->w != 28) {
         fprintf(stderr, "eval_mnist: %s holds %dx%dx%d images; the victims take 28x28 grey ones\n", im, ds->c, ds->h, ds->w);

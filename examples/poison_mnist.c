@@ -163,7 +163,7 @@ static int train_run(poison_options *o, const l2c_dataset *train, int run, l2c_d
 int main(int argc, char **argv)
 {
     poison_options o;
-    char path[1024], path2[1024];
+    char path[CLI_PATH_SIZE], path2[CLI_PATH_SIZE];
     int rc = 0, run;
     l2c_dataset train, poisoned, releases[16];
 
@@ -172,8 +172,7 @@ int main(int argc, char **argv)
     read_poison_options(argc, argv, &o);
     if (o.threads > 0) l2c_set_threads(o.threads);
 
-    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", o.data);
-    snprintf(path2, sizeof path2, "%s/train-labels-idx1-ubyte", o.data);
+    cli_idx_paths(o.data, "train", path, path2);
     if (l2c_dataset_load(&train, path, path2, 10)) return fail("loading the training set");
     if (train.c != 1 || train.h != 28 || train.w != 28) {
         fprintf(stderr, "poison_mnist: the MNIST networks need 28x28 grey images; %s holds %dx%dx%d\n", path, train.c, train.h, train.w);
@@ -190,8 +189,7 @@ int main(int argc, char **argv)
 
     /* the runs' perturbations added within eps, or averaged (one run's release is itself) */
     if (!rc && l2c_poison_combine(&train, releases, o.runs, o.cfg.eps, !o.combine_mean, &poisoned)) rc = fail("combining the runs' releases");
-    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", o.out);
-    snprintf(path2, sizeof path2, "%s/train-labels-idx1-ubyte", o.out);
+    cli_idx_paths(o.out, "train", path, path2);
     if (!rc && l2c_dataset_save(&poisoned, path, path2)) rc = fail("writing the poisoned set");
     if (!rc) printf("wrote %s/train-{images-idx3,labels-idx1}-ubyte (%.0f%% poisoned, boost %g%s)\n", o.out, 100.0 * o.fraction, o.boost,
                     o.runs == 1 ? "" : o.combine_mean ? ", the runs' perturbations averaged" : ", the runs' perturbations added within eps");

@@ -19,9 +19,8 @@ static const char *const usage[] = {
 
 static int load(l2c_dataset *ds, const char *dir, const char *prefix)
 {
-    char im[1024], lb[1024];
-    snprintf(im, sizeof im, "%s/%s-images-idx3-ubyte", dir, prefix);
-    snprintf(lb, sizeof lb, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    char im[CLI_PATH_SIZE], lb[CLI_PATH_SIZE];
+    cli_idx_paths(dir, prefix, im, lb);
     if (l2c_dataset_load(ds, im, lb, 10) == 0) return 0;
     fprintf(stderr, "train_mnist: %s\n", l2c_error());
     return 1;

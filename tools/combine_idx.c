@@ -52,18 +52,11 @@ static void read_options(int argc, char **argv, combine_options *o)
         if (!strcmp(o->releases[i], o->out)) { fprintf(stderr, "combine_idx: --out must be another folder than the releases (they are kept)\n"); exit(2); }
 }
 
-/* DIR/train-{images-idx3,labels-idx1}-ubyte into path buffers of size 1024. */
-static void set_paths(const char *dir, char *images, char *labels)
-{
-    snprintf(images, 1024, "%s/train-images-idx3-ubyte", dir);
-    snprintf(labels, 1024, "%s/train-labels-idx1-ubyte", dir);
-}
-
 /* Loads DIR/train-*; 0 on success, else prints the library's message. */
 static int load(l2c_dataset *d, const char *dir)
 {
-    char images[1024], labels[1024];
-    set_paths(dir, images, labels);
+    char images[CLI_PATH_SIZE], labels[CLI_PATH_SIZE];
+    cli_idx_paths(dir, "train", images, labels);
     if (!l2c_dataset_load(d, images, labels, 10)) return 0;
     fprintf(stderr, "combine_idx: %s\n", l2c_error());
     return -1;
@@ -73,7 +66,7 @@ int main(int argc, char **argv)
 {
     combine_options o;
     l2c_dataset clean, releases[MAX_RELEASES], out;
-    char images[1024], labels[1024];
+    char images[CLI_PATH_SIZE], labels[CLI_PATH_SIZE];
     int k, loaded = 0, rc;
     cli_program = "combine_idx";
     cli_help(argc, argv, usage);
@@ -82,7 +75,7 @@ int main(int argc, char **argv)
     if (load(&clean, o.clean)) return 1;
     for (rc = 0; !rc && loaded < o.count; loaded += !rc) rc = load(&releases[loaded], o.releases[loaded]);
     if (!rc) {
-        set_paths(o.out, images, labels);
+        cli_idx_paths(o.out, "train", images, labels);
         rc = l2c_poison_combine(&clean, releases, o.count, o.eps, o.add, &out) || l2c_dataset_save(&out, images, labels);
         if (rc) fprintf(stderr, "combine_idx: %s\n", l2c_error());
         else printf("wrote %s and %s (%d releases %s, eps %g)\n", images, labels, o.count, o.add ? "added" : "averaged", o.eps);

@@ -50,31 +50,24 @@ static void read_options(int argc, char **argv, defend_options *o)
     /* the range checks of per_class and noise_z are the library's */
 }
 
-/* DIR/train-{images-idx3,labels-idx1}-ubyte into path buffers of size 1024. */
-static void set_paths(const char *dir, char *images, char *labels)
-{
-    snprintf(images, 1024, "%s/train-images-idx3-ubyte", dir);
-    snprintf(labels, 1024, "%s/train-labels-idx1-ubyte", dir);
-}
-
 int main(int argc, char **argv)
 {
     defend_options o;
     l2c_dataset train, sample;
-    char images[1024], labels[1024];
+    char images[CLI_PATH_SIZE], labels[CLI_PATH_SIZE];
     int rc;
     cli_program = "defend_idx";
     cli_help(argc, argv, usage);
     read_options(argc, argv, &o);
-    set_paths(o.train, images, labels);
+    cli_idx_paths(o.train, "train", images, labels);
     if (l2c_dataset_load(&train, images, labels, o.classes)) { fprintf(stderr, "defend_idx: %s\n", l2c_error()); return 1; }
-    set_paths(o.sample, images, labels);
+    cli_idx_paths(o.sample, "train", images, labels);
     if (l2c_dataset_load(&sample, images, labels, o.classes)) {
         fprintf(stderr, "defend_idx: %s\n", l2c_error());
         l2c_dataset_free(&train);
         return 1;
     }
-    set_paths(o.out, images, labels);
+    cli_idx_paths(o.out, "train", images, labels);
     rc = l2c_defend_class_mean(&train, &sample, o.per_class, o.noise_z) || l2c_dataset_save(&train, images, labels);
     if (rc) fprintf(stderr, "defend_idx: %s\n", l2c_error());
     else printf("wrote %s and %s (%d images, %d clean per class, noise_z %g)\n", images, labels, train.n, o.per_class, o.noise_z);

@@ -34,9 +34,8 @@ static int usage(FILE *f)
 
 static int load(l2c_dataset *d, const char *dir, const char *prefix)
 {
-    char images[1024], labels[1024];
-    snprintf(images, sizeof images, "%s/%s-images-idx3-ubyte", dir, prefix);
-    snprintf(labels, sizeof labels, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    char images[CLI_PATH_SIZE], labels[CLI_PATH_SIZE];
+    cli_idx_paths(dir, prefix, images, labels);
     if (l2c_dataset_load(d, images, labels, 10)) return -1;
     if (d->c != 1 || d->h != 28 || d->w != 28) {
         fprintf(stderr, "probe_mnist: %s holds %dx%dx%d images, not 28x28\n", images, d->c, d->h, d->w);
