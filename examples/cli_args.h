@@ -13,6 +13,12 @@
 
 static const char *cli_program = "example";
 
+/* Option values (paths, lists of names) are at most CLI_VALUE_MAX characters, so that a file
+   name built from one (a suffix added) fits CLI_PATH_SIZE and a list fits its buffer, never
+   cut short. */
+#define CLI_VALUE_MAX 990
+#define CLI_PATH_SIZE 1024
+
 /* Prints a program's usage text (lines, NULL-terminated) to f. */
 static inline void cli_usage(FILE *f, const char *const *usage)
 {
@@ -45,6 +51,10 @@ static inline void cli_refuse(const char *option, const char *value, const char 
 static inline const char *cli_value(int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) { fprintf(stderr, "%s: %s needs a value\n", cli_program, argv[*i]); exit(2); }
+    if (strlen(argv[*i + 1]) > CLI_VALUE_MAX) {
+        fprintf(stderr, "%s: the value of %s is longer than %d characters\n", cli_program, argv[*i], CLI_VALUE_MAX);
+        exit(2);
+    }
     return argv[++*i];
 }
 
@@ -99,10 +109,15 @@ static inline int cli_choice(int argc, char **argv, int *i, const char *const *n
 }
 
 /* MNIST's file names in a folder, DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte
-   (PREFIX "train" or "t10k"), written into images and labels, each of CLI_PATH_SIZE chars. */
-#define CLI_PATH_SIZE 1024
+   (PREFIX "train" or "t10k"), written into images and labels, each of CLI_PATH_SIZE chars. A
+   folder name too long for them stops the program (status 2) rather than being cut short. */
 static inline void cli_idx_paths(const char *dir, const char *prefix, char *images, char *labels)
 {
-    snprintf(images, CLI_PATH_SIZE, "%s/%s-images-idx3-ubyte", dir, prefix);
-    snprintf(labels, CLI_PATH_SIZE, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    int n = snprintf(images, CLI_PATH_SIZE, "%s/%s-images-idx3-ubyte", dir, prefix);
+    if (n < 0 || n >= CLI_PATH_SIZE) {
+        fprintf(stderr, "%s: the folder name \"%.40s...\" is too long (file names of at most %d characters)\n",
+                cli_program, dir, CLI_PATH_SIZE - 1);
+        exit(2);
+    }
+    snprintf(labels, CLI_PATH_SIZE, "%s/%s-labels-idx1-ubyte", dir, prefix);   /* as long: it fits */
 }

@@ -28,7 +28,7 @@ static float *to_floats(const l2c_dataset *ds)
 static void write_confusion(const char *dir, const char *name, const uint8_t *pred, const uint8_t *labels, int n)
 {
     static int counts[10][10];
-    char path[1024], text[2048];
+    char path[CLI_PATH_SIZE + 32], text[2048];
     int i, j, len;
     memset(counts, 0, sizeof counts);
     for (i = 0; i < n; i++) counts[labels[i]][pred[i]]++;

@@ -76,7 +76,7 @@ static int listed(const char *list, const char *name)
 /* The first name in a comma-separated list that is not a victim, or NULL. */
 static const char *unknown_victim(const char *list)
 {
-    static char names[512];
+    static char names[CLI_PATH_SIZE];
     char *name;
     int v;
     snprintf(names, sizeof names, "%s", list);

@@ -37,6 +37,13 @@ P="$B/poison_mnist --trials 1 --steps 2 --warmup 5 --batch 64 --checkpoint $T/ck
 expect poison_rejects_default_batch_above_the_set 1 "batch 256 must be in \[2, 128 samples\]" \
     $B/poison_mnist --trials 1 --steps 2 --warmup 5 --checkpoint $T/ckpt --data "$T/good" --out "$T/out"
 expect poison_rejects_eps_zero 2 "eps" $P --data "$T/good" --out "$T/out" --eps 0
+LONG="$T/$(printf '%01100d' 0)"   # a folder name longer than the programs' file name buffers: refused, not cut short
+expect poison_rejects_an_out_name_too_long 2 "the value of --out is longer than 990 characters" $P --data "$T/good" --out "$LONG"
+expect poison_rejects_a_data_folder_name_too_long 2 "the value of --data is longer" $P --data "$LONG" --out "$T/out"
+expect combine_rejects_a_folder_name_too_long 2 "combine_idx: the value of --clean is longer" \
+    $B/combine_idx --clean "$LONG" --release "$T/good" --release "$T/good" --out "$T/out"
+expect eval_rejects_a_generator_list_too_long 2 "eval_mnist: the value of --generator is longer" \
+    $B/eval_mnist --train "$T/good" --test "$T/good" --generator "$LONG"
 expect poison_rejects_eps_above_one 2 "eps" $P --data "$T/good" --out "$T/out" --eps 1.5
 expect poison_rejects_boost_below_minus_one 2 "boost must be in \[-1, 100\]" $P --data "$T/good" --out "$T/out" --boost -1.5
 expect poison_rejects_nan_boost 2 "boost" $P --data "$T/good" --out "$T/out" --boost nan
