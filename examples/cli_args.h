@@ -14,8 +14,8 @@
 static const char *cli_program = "example";
 
 /* Option values (paths, lists of names) are at most CLI_VALUE_MAX characters, so that a file
-   name built from one (a suffix added) fits CLI_PATH_SIZE and a list fits its buffer, never
-   cut short. */
+   name built from one (a suffix of up to 30 characters added) fits CLI_PATH_SIZE and a list fits
+   its buffer, never cut short. */
 #define CLI_VALUE_MAX 990
 #define CLI_PATH_SIZE 1024
 
@@ -109,15 +109,10 @@ static inline int cli_choice(int argc, char **argv, int *i, const char *const *n
 }
 
 /* MNIST's file names in a folder, DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte
-   (PREFIX "train" or "t10k"), written into images and labels, each of CLI_PATH_SIZE chars. A
-   folder name too long for them stops the program (status 2) rather than being cut short. */
+   (PREFIX "train" or "t10k"), written into images and labels, each of CLI_PATH_SIZE chars: DIR is
+   an option value or a default, so at most CLI_VALUE_MAX characters, and the names fit. */
 static inline void cli_idx_paths(const char *dir, const char *prefix, char *images, char *labels)
 {
-    int n = snprintf(images, CLI_PATH_SIZE, "%s/%s-images-idx3-ubyte", dir, prefix);
-    if (n < 0 || n >= CLI_PATH_SIZE) {
-        fprintf(stderr, "%s: the folder name \"%.40s...\" is too long (file names of at most %d characters)\n",
-                cli_program, dir, CLI_PATH_SIZE - 1);
-        exit(2);
-    }
-    snprintf(labels, CLI_PATH_SIZE, "%s/%s-labels-idx1-ubyte", dir, prefix);   /* as long: it fits */
+    snprintf(images, CLI_PATH_SIZE, "%s/%s-images-idx3-ubyte", dir, prefix);
+    snprintf(labels, CLI_PATH_SIZE, "%s/%s-labels-idx1-ubyte", dir, prefix);
 }

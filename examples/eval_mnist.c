@@ -28,7 +28,7 @@ static float *to_floats(const l2c_dataset *ds)
 static void write_confusion(const char *dir, const char *name, const uint8_t *pred, const uint8_t *labels, int n)
 {
     static int counts[10][10];
-    char path[CLI_PATH_SIZE + 32], text[2048];
+    char path[CLI_PATH_SIZE], text[2048];
     int i, j, len;
     memset(counts, 0, sizeof counts);
     for (i = 0; i < n; i++) counts[labels[i]][pred[i]]++;
@@ -84,7 +84,7 @@ static int generator_noise(const char *gen_path, const l2c_dataset *test, const 
    minus the clean image (released 1). NULL (message printed) on failure. */
 static float *noise_only(const char *gen_list, const l2c_dataset *test, const float *xtest, float eps, int released, int mean)
 {
-    char paths[4096], *path;
+    char paths[CLI_PATH_SIZE], *path;
     size_t size = (size_t)test->n * 784;
     float *noise = (float *)calloc(size, sizeof(float));
     float *one = released ? NULL : (float *)malloc(size * sizeof(float));   /* one generator's eps*g(x) */

@@ -73,7 +73,7 @@ static void print_targets(const l2c_attack *attack)
    before the attack rather than after it. */
 static int can_create(const char *prefix, const char *suffix)
 {
-    char path[CLI_PATH_SIZE + 32];
+    char path[CLI_PATH_SIZE];
     FILE *f;
     snprintf(path, sizeof path, "%s%s", prefix, suffix);
     if (!(f = fopen(path, "wb"))) return 0;
@@ -126,7 +126,7 @@ static l2c_attack *start_run(poison_options *o, const l2c_dataset *train, int ru
    poison into *release; writes the run's generator. 0, 130 when interrupted (resumable), 1 on failure. */
 static int train_run(poison_options *o, const l2c_dataset *train, int run, l2c_dataset *release)
 {
-    char checkpoint[CLI_PATH_SIZE + 32], path[CLI_PATH_SIZE + 32], mode[64] = "non-targeted";
+    char checkpoint[CLI_PATH_SIZE], path[CLI_PATH_SIZE], mode[64] = "non-targeted";
     progress_clock timer;
     l2c_model *gen = NULL, *victim = NULL;
     l2c_attack *attack;
@@ -163,7 +163,7 @@ static int train_run(poison_options *o, const l2c_dataset *train, int run, l2c_d
 int main(int argc, char **argv)
 {
     poison_options o;
-    char path[CLI_PATH_SIZE], path2[CLI_PATH_SIZE], out_images[CLI_PATH_SIZE], out_labels[CLI_PATH_SIZE];
+    char path[CLI_PATH_SIZE], path2[CLI_PATH_SIZE];
     int rc = 0, run;
     l2c_dataset train, poisoned, releases[16];
 
@@ -173,7 +173,6 @@ int main(int argc, char **argv)
     if (o.threads > 0) l2c_set_threads(o.threads);
 
     cli_idx_paths(o.data, "train", path, path2);
-    cli_idx_paths(o.out, "train", out_images, out_labels);   /* before training: a name too long stops it now */
     if (l2c_dataset_load(&train, path, path2, 10)) return fail("loading the training set");
     if (train.c != 1 || train.h != 28 || train.w != 28) {
         fprintf(stderr, "poison_mnist: the MNIST networks need 28x28 grey images; %s holds %dx%dx%d\n", path, train.c, train.h, train.w);
@@ -190,7 +189,8 @@ int main(int argc, char **argv)
 
     /* the runs' perturbations added within eps, or averaged (one run's release is itself) */
     if (!rc && l2c_poison_combine(&train, releases, o.runs, o.cfg.eps, !o.combine_mean, &poisoned)) rc = fail("combining the runs' releases");
-    if (!rc && l2c_dataset_save(&poisoned, out_images, out_labels)) rc = fail("writing the poisoned set");
+    cli_idx_paths(o.out, "train", path, path2);
+    if (!rc && l2c_dataset_save(&poisoned, path, path2)) rc = fail("writing the poisoned set");
     if (!rc) printf("wrote %s/train-{images-idx3,labels-idx1}-ubyte (%.0f%% poisoned, boost %g%s)\n", o.out, 100.0 * o.fraction, o.boost,
                     o.runs == 1 ? "" : o.combine_mean ? ", the runs' perturbations averaged" : ", the runs' perturbations added within eps");
     l2c_dataset_free(&poisoned);
